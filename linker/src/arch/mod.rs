@@ -1,0 +1,250 @@
+//! What the architectures differ in, and nothing more: a table that says what each raw
+//! relocation type means, how an instruction field is encoded, and what a stub looks like.
+//! The walk over sections and relocations that uses them is written once, in `link.rs`.
+
+pub mod x86_64;
+
+use object::elf;
+
+/// The architectures dlkm links for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArchKind {
+    X86_64,
+}
+
+impl ArchKind {
+    pub(crate) fn from_elf(machine: u16, is_64: bool, big_endian: bool) -> Option<Self> {
+        match (machine, is_64, big_endian) {
+            (elf::EM_X86_64, true, false) => Some(ArchKind::X86_64),
+            _ => None,
+        }
+    }
+
+    /// The name msyms uses for it (`--arch`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ArchKind::X86_64 => "x86_64",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "x86_64" | "x86-64" | "amd64" => Some(ArchKind::X86_64),
+            _ => None,
+        }
+    }
+
+    /// The architecture of the running program, if dlkm links for it.
+    pub fn host() -> Option<Self> {
+        if cfg!(target_arch = "x86_64") {
+            Some(ArchKind::X86_64)
+        } else {
+            None
+        }
+    }
+
+    pub fn address_bits(self) -> u32 {
+        match self {
+            ArchKind::X86_64 => 64,
+        }
+    }
+
+    pub fn big_endian(self) -> bool {
+        false
+    }
+
+    /// The name of a raw relocation type, for messages.
+    pub fn reloc_name(self, r_type: u32) -> String {
+        match self {
+            ArchKind::X86_64 => x86_64::reloc_name(r_type),
+        }
+    }
+}
+
+/// How the value of a relocation is computed (psABI notation: S symbol, A addend, P place,
+/// G address of the symbol's GOT slot, GOT the GOT's base, Z the symbol's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expr {
+    /// Nothing to do.
+    None,
+    /// S + A
+    Abs,
+    /// S + A - P
+    Pc,
+    /// G + A - P
+    GotSlotPc,
+    /// G - GOT + A
+    GotSlotOffset,
+    /// GOT + A - P
+    GotBasePc,
+    /// S + A - GOT
+    GotOffset,
+    /// Z + A
+    Size,
+}
+
+impl Expr {
+    pub(crate) fn uses_got_slot(self) -> bool {
+        matches!(self, Expr::GotSlotPc | Expr::GotSlotOffset)
+    }
+}
+
+/// Where the value goes. Data words are the same for every architecture (in the object's byte
+/// order); instruction fields are the architecture's own, numbered by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Data8,
+    Data16,
+    Data32,
+    Data64,
+    #[allow(dead_code, reason = "instruction fields come with aarch64 and MIPS")]
+    Insn(u8),
+}
+
+impl Field {
+    /// Bytes the field occupies at the place.
+    pub(crate) fn width(self) -> usize {
+        match self {
+            Field::Data8 => 1,
+            Field::Data16 => 2,
+            Field::Data32 | Field::Insn(_) => 4,
+            Field::Data64 => 8,
+        }
+    }
+}
+
+/// Which values fit the field before encoding; anything else is an error, never a wrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// No check: the relocation keeps only some bits on purpose (the `_NC` kinds).
+    Unchecked,
+    Signed(u32),
+    Unsigned(u32),
+    /// Either signed or unsigned interpretation fits (`.long` of an address or a difference).
+    Either(u32),
+}
+
+impl Range {
+    /// The inclusive bounds, or `None` when anything goes.
+    pub(crate) fn bounds(self) -> Option<(i128, i128)> {
+        match self {
+            Range::Unchecked => None,
+            Range::Signed(bits) => Some((-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)),
+            Range::Unsigned(bits) => Some((0, (1i128 << bits) - 1)),
+            Range::Either(bits) => Some((-(1i128 << (bits - 1)), (1i128 << bits) - 1)),
+        }
+    }
+}
+
+/// When a stub inside the image may stand in for a target that is out of reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StubUse {
+    Never,
+    /// A call or jump: the stub jumps on to the target.
+    Branch,
+    /// The address of a function, when it does not fit: the stub is the function's address as
+    /// the module sees it (a static linker's canonical PLT entry).
+    FunctionAddress,
+}
+
+/// One relocation type, as data.
+#[derive(Debug, Clone, Copy)]
+pub struct RelocKind {
+    pub name: &'static str,
+    pub expr: Expr,
+    pub field: Field,
+    pub range: Range,
+    /// The value must be a multiple of this.
+    pub align: u64,
+    pub stub: StubUse,
+    /// The value encodes the module's own address in 32 bits, so the module must be placed in
+    /// the low 2 GiB (x86_64 `-fno-pic` code).
+    pub needs_low_address: bool,
+    /// An instruction the linker may rewrite when the GOT slot is not needed.
+    pub relaxable: bool,
+}
+
+impl RelocKind {
+    pub(crate) const fn new(name: &'static str, expr: Expr, field: Field, range: Range) -> Self {
+        RelocKind {
+            name,
+            expr,
+            field,
+            range,
+            align: 1,
+            stub: StubUse::Never,
+            needs_low_address: false,
+            relaxable: false,
+        }
+    }
+
+    pub(crate) const fn stub(mut self, stub: StubUse) -> Self {
+        self.stub = stub;
+        self
+    }
+
+    pub(crate) const fn low_address(mut self) -> Self {
+        self.needs_low_address = true;
+        self
+    }
+
+    pub(crate) const fn relaxable(mut self) -> Self {
+        self.relaxable = true;
+        self
+    }
+}
+
+/// Why a relocation type is not applied: an unknown number, or a known kind dlkm refuses,
+/// with advice for the module's author.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    pub hint: Option<&'static str>,
+}
+
+/// A GOT-relative instruction rewritten to address its target directly.
+#[derive(Debug, Clone, Copy)]
+pub struct Relaxed {
+    /// Bytes to replace, relative to the relocation's place.
+    pub edits: &'static [(i64, u8)],
+    /// Where the new displacement goes, relative to the relocation's place.
+    pub field_offset: i64,
+    /// What to add to the plain `S + A - P` value.
+    pub value_bias: i64,
+}
+
+/// An architecture's side of linking.
+pub(crate) trait Arch {
+    const KIND: ArchKind;
+    const BIG_ENDIAN: bool;
+    const STUB_SIZE: u64;
+    const STUB_ALIGN: u64;
+    const GOT_ENTRY_SIZE: u64;
+    /// Whether a stub's target and a GOT slot's content include the relocation's addend (else
+    /// the addend stays at the site, as on x86_64 where it corrects for the instruction's
+    /// length).
+    const SLOT_INCLUDES_ADDEND: bool;
+
+    /// The stub a branch to `symbol` with `addend` goes through, when it needs one.
+    fn stub_key(symbol: u32, addend: i64) -> (u32, i64) {
+        (symbol, if Self::SLOT_INCLUDES_ADDEND { addend } else { 0 })
+    }
+
+    /// The GOT slot a reference to `symbol` with `addend` uses.
+    fn got_key(symbol: u32, addend: i64) -> (u32, i64) {
+        Self::stub_key(symbol, addend)
+    }
+
+    fn classify(r_type: u32) -> Result<&'static RelocKind, Refusal>;
+
+    /// Writes a stub that jumps to `target`; `stub` is the bytes of its slot.
+    fn write_stub(stub: &mut [u8], stub_address: u64, target: u64);
+
+    /// How to rewrite a GOT-relative instruction to address `S + A` directly, if the psABI
+    /// allows it for the instruction found around `offset` in `section`; `None` keeps the GOT.
+    fn relax_got(_kind: &RelocKind, _section: &[u8], _offset: usize) -> Option<Relaxed> {
+        None
+    }
+
+    /// Encodes an instruction field. Data fields never get here.
+    fn encode_insn(_field: u8, _place: &mut [u8], _value: u64) {}
+}

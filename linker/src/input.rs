@@ -1,0 +1,370 @@
+//! Parsing: one ELF relocatable object into checked, index-addressed tables.
+//!
+//! Nothing in the file is trusted: every index, offset and size is checked here or where it is
+//! used, so that the later phases can index without panicking.
+
+use object::elf;
+use object::read::{Object as _, ObjectSection as _, ObjectSymbol as _};
+use object::{
+    Endianness, RelocationFlags, RelocationTarget, SectionFlags, SectionIndex, SymbolFlags,
+    SymbolIndex, SymbolSection,
+};
+
+use crate::arch::ArchKind;
+use crate::error::{malformed, LinkError};
+
+/// Where a section goes in the image: the kinds are kept apart so each can get its own
+/// protection (W^X).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SectionKind {
+    Text,
+    ReadOnly,
+    Data,
+    ZeroFill,
+}
+
+impl SectionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SectionKind::Text => "text",
+            SectionKind::ReadOnly => "rodata",
+            SectionKind::Data => "data",
+            SectionKind::ZeroFill => "bss",
+        }
+    }
+}
+
+/// An input section. `kind` is `None` for sections that are not loaded (debug, notes that are
+/// not allocated, group and symbol-table sections).
+#[derive(Debug)]
+pub struct Section<'data> {
+    pub name: &'data str,
+    pub kind: Option<SectionKind>,
+    pub data: &'data [u8],
+    pub size: u64,
+    pub align: u64,
+    pub relocs: Vec<Reloc>,
+}
+
+/// One relocation entry as read from the file. The addend of REL entries is read later from
+/// the relocated place, by the architecture.
+#[derive(Debug, Clone, Copy)]
+pub struct Reloc {
+    pub offset: u64,
+    pub r_type: u32,
+    pub symbol: u32,
+    pub addend: i64,
+    pub implicit_addend: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolDef {
+    Undefined,
+    Absolute,
+    Common { align: u64 },
+    Section(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolType {
+    NoType,
+    Object,
+    Function,
+    Section,
+    File,
+    Tls,
+    IFunc,
+    Other(u8),
+}
+
+#[derive(Debug, Clone)]
+pub struct Symbol<'data> {
+    pub name: &'data str,
+    pub value: u64,
+    pub size: u64,
+    pub def: SymbolDef,
+    pub global: bool,
+    pub weak: bool,
+    /// STV_HIDDEN or STV_INTERNAL: visible to the module's own parts only, never exported.
+    pub hidden: bool,
+    pub ty: SymbolType,
+}
+
+impl Symbol<'_> {
+    pub(crate) fn null() -> Self {
+        Symbol {
+            name: "",
+            value: 0,
+            size: 0,
+            def: SymbolDef::Undefined,
+            global: false,
+            weak: false,
+            hidden: false,
+            ty: SymbolType::NoType,
+        }
+    }
+
+    /// Symbols another module or the kernel can see.
+    pub fn is_exported(&self) -> bool {
+        self.global
+            && !self.hidden
+            && !matches!(self.def, SymbolDef::Undefined)
+            && !self.name.is_empty()
+    }
+}
+
+/// A parsed relocatable object, ready to lay out and link.
+#[derive(Debug)]
+pub struct Object<'data> {
+    pub name: String,
+    pub arch: ArchKind,
+    pub sections: Vec<Section<'data>>,
+    pub symbols: Vec<Symbol<'data>>,
+}
+
+impl<'data> Object<'data> {
+    /// Parses `data` as an ELF relocatable object; `name` is used in error messages.
+    pub fn parse(name: &str, data: &'data [u8]) -> Result<Self, LinkError> {
+        let file = object::File::parse(data).map_err(|e| malformed(name, e))?;
+        if file.format() != object::BinaryFormat::Elf {
+            return Err(malformed(name, "not an ELF file"));
+        }
+        if file.kind() != object::ObjectKind::Relocatable {
+            return Err(LinkError::Unsupported {
+                object: name.to_string(),
+                what: format!(
+                    "an ELF file of kind {:?} (only relocatable objects, ET_REL, are modules)",
+                    file.kind()
+                ),
+            });
+        }
+        let e_machine = match file.flags() {
+            object::FileFlags::Elf { .. } => elf_machine(data)?,
+            _ => return Err(malformed(name, "no ELF header flags")),
+        };
+        let big_endian = file.endianness() == Endianness::Big;
+        let arch = ArchKind::from_elf(e_machine, file.is_64(), big_endian).ok_or_else(|| {
+            LinkError::Unsupported {
+                object: name.to_string(),
+                what: format!(
+                    "machine {e_machine} ({}-bit, {} endian)",
+                    if file.is_64() { 64 } else { 32 },
+                    if big_endian { "big" } else { "little" }
+                ),
+            }
+        })?;
+
+        let sections = parse_sections(name, &file)?;
+        let symbols = parse_symbols(name, &file, sections.len())?;
+        let mut object = Object {
+            name: name.to_string(),
+            arch,
+            sections,
+            symbols,
+        };
+        object.attach_relocations(&file)?;
+        Ok(object)
+    }
+
+    fn attach_relocations(&mut self, file: &object::File<'data>) -> Result<(), LinkError> {
+        for section in file.sections() {
+            let index = section.index().0;
+            if self.sections[index].kind.is_none() {
+                continue;
+            }
+            let mut relocs = Vec::new();
+            for (offset, reloc) in section.relocations() {
+                let RelocationFlags::Elf { r_type } = reloc.flags() else {
+                    return Err(malformed(&self.name, "relocation without ELF flags"));
+                };
+                let symbol = match reloc.target() {
+                    RelocationTarget::Symbol(SymbolIndex(i)) => i,
+                    RelocationTarget::Absolute => 0,
+                    _ => return Err(malformed(&self.name, "relocation with an unusual target")),
+                };
+                if symbol >= self.symbols.len() {
+                    return Err(malformed(
+                        &self.name,
+                        format!(
+                            "relocation at {}+{offset:#x} names symbol index {symbol}, the table has {}",
+                            self.sections[index].name,
+                            self.symbols.len()
+                        ),
+                    ));
+                }
+                relocs.push(Reloc {
+                    offset,
+                    r_type,
+                    symbol: symbol as u32,
+                    addend: reloc.addend(),
+                    implicit_addend: reloc.has_implicit_addend(),
+                });
+            }
+            self.sections[index].relocs = relocs;
+        }
+        Ok(())
+    }
+
+    /// The name used for a symbol in messages: section symbols get their section's name.
+    pub fn symbol_display_name(&self, index: u32) -> String {
+        let Some(symbol) = self.symbols.get(index as usize) else {
+            return format!("<symbol #{index}>");
+        };
+        match (symbol.ty, symbol.def) {
+            (SymbolType::Section, SymbolDef::Section(s)) => self.sections[s].name.to_string(),
+            _ if symbol.name.is_empty() && index == 0 => "<none>".to_string(),
+            _ => symbol.name.to_string(),
+        }
+    }
+
+    /// The symbols this object defines and lets others see.
+    pub fn exported_symbols(&self) -> impl Iterator<Item = &Symbol<'data>> {
+        self.symbols.iter().filter(|s| s.is_exported())
+    }
+}
+
+fn elf_machine(data: &[u8]) -> Result<u16, LinkError> {
+    // e_machine sits at offset 18 for ELF32 and ELF64 alike, in the file's byte order.
+    let bytes = data
+        .get(18..20)
+        .ok_or_else(|| malformed("<input>", "truncated ELF header"))?;
+    let big = data.get(5) == Some(&elf::ELFDATA2MSB);
+    let raw = [bytes[0], bytes[1]];
+    Ok(if big {
+        u16::from_be_bytes(raw)
+    } else {
+        u16::from_le_bytes(raw)
+    })
+}
+
+fn parse_sections<'data>(
+    name: &str,
+    file: &object::File<'data>,
+) -> Result<Vec<Section<'data>>, LinkError> {
+    let mut sections: Vec<Section<'data>> = Vec::new();
+    for section in file.sections() {
+        let index = section.index().0;
+        while sections.len() <= index {
+            sections.push(Section {
+                name: "",
+                kind: None,
+                data: &[],
+                size: 0,
+                align: 1,
+                relocs: Vec::new(),
+            });
+        }
+        let SectionFlags::Elf { sh_flags } = section.flags() else {
+            return Err(malformed(name, "section without ELF flags"));
+        };
+        let section_name = section.name().map_err(|e| malformed(name, e))?;
+        let kind = classify_section(sh_flags, section.kind());
+        let align = section.align().max(1);
+        if !align.is_power_of_two() {
+            return Err(malformed(
+                name,
+                format!("section {section_name} has alignment {align}, not a power of two"),
+            ));
+        }
+        let data = match kind {
+            Some(SectionKind::ZeroFill) | None => &[][..],
+            Some(_) => section.data().map_err(|e| {
+                malformed(name, format!("section {section_name}: {e}"))
+            })?,
+        };
+        sections[index] = Section {
+            name: section_name,
+            kind,
+            data,
+            size: section.size(),
+            align,
+            relocs: Vec::new(),
+        };
+    }
+    Ok(sections)
+}
+
+fn classify_section(sh_flags: u64, kind: object::SectionKind) -> Option<SectionKind> {
+    let flags = sh_flags as u32;
+    if flags & elf::SHF_ALLOC == 0 {
+        return None;
+    }
+    if flags & elf::SHF_TLS != 0 {
+        // Loaded only to report a clear error if anything refers to it.
+        return Some(SectionKind::Data);
+    }
+    Some(if flags & elf::SHF_EXECINSTR != 0 {
+        SectionKind::Text
+    } else if kind == object::SectionKind::UninitializedData {
+        SectionKind::ZeroFill
+    } else if flags & elf::SHF_WRITE != 0 {
+        SectionKind::Data
+    } else {
+        SectionKind::ReadOnly
+    })
+}
+
+fn parse_symbols<'data>(
+    name: &str,
+    file: &object::File<'data>,
+    section_count: usize,
+) -> Result<Vec<Symbol<'data>>, LinkError> {
+    let mut symbols = vec![Symbol::null()];
+    for symbol in file.symbols() {
+        let index = symbol.index().0;
+        if index >= symbols.len() {
+            symbols.resize(index + 1, Symbol::null());
+        }
+        let symbol_name = symbol.name().map_err(|e| malformed(name, e))?;
+        let SymbolFlags::Elf { st_info, st_other } = symbol.flags() else {
+            return Err(malformed(name, "symbol without ELF flags"));
+        };
+        let ty = match st_info & 0xf {
+            elf::STT_NOTYPE => SymbolType::NoType,
+            elf::STT_OBJECT | elf::STT_COMMON => SymbolType::Object,
+            elf::STT_FUNC => SymbolType::Function,
+            elf::STT_SECTION => SymbolType::Section,
+            elf::STT_FILE => SymbolType::File,
+            elf::STT_TLS => SymbolType::Tls,
+            elf::STT_GNU_IFUNC => SymbolType::IFunc,
+            other => SymbolType::Other(other),
+        };
+        let def = match symbol.section() {
+            SymbolSection::Undefined | SymbolSection::None | SymbolSection::Unknown => {
+                SymbolDef::Undefined
+            }
+            SymbolSection::Absolute => SymbolDef::Absolute,
+            SymbolSection::Common => {
+                let align = symbol.address().max(1);
+                if !align.is_power_of_two() {
+                    return Err(malformed(
+                        name,
+                        format!("COMMON symbol {symbol_name} has alignment {align}"),
+                    ));
+                }
+                SymbolDef::Common { align }
+            }
+            SymbolSection::Section(SectionIndex(s)) => {
+                if s >= section_count {
+                    return Err(malformed(
+                        name,
+                        format!("symbol {symbol_name} is in section #{s}, which does not exist"),
+                    ));
+                }
+                SymbolDef::Section(s)
+            }
+            _ => return Err(malformed(name, format!("symbol {symbol_name}: unusual section"))),
+        };
+        symbols[index] = Symbol {
+            name: symbol_name,
+            value: symbol.address(),
+            size: symbol.size(),
+            def,
+            global: symbol.is_global(),
+            weak: symbol.is_weak(),
+            hidden: matches!(st_other & 0x3, elf::STV_HIDDEN | elf::STV_INTERNAL),
+            ty,
+        };
+    }
+    Ok(symbols)
+}

@@ -1,0 +1,38 @@
+//! dlkm-linker: links one ELF relocatable object (`.o`) for any base address and any
+//! supported architecture. Bytes in, bytes out: nothing here maps memory or runs code, so every
+//! architecture links on every host.
+//!
+//! The phases, each a public step so the loader can put the machine's work in between:
+//! [`Object::parse`] → [`layout()`] (final size, stubs and GOT counted) → the caller picks a base →
+//! [`link_into`] (resolve through a [`Resolver`], relocate).
+
+#![forbid(unsafe_code)]
+
+pub mod arch;
+mod error;
+mod input;
+mod layout;
+mod link;
+
+pub use arch::{ArchKind, Expr, Field, Range, RelocKind, StubUse};
+pub use error::{LinkError, RelocSite};
+pub use input::{Object, Reloc, Section, SectionKind, Symbol, SymbolDef, SymbolType};
+pub use layout::{layout, Area, CopyRequest, Layout, LayoutOptions, Segment, SegmentKind};
+pub use link::{
+    link, link_into, ExternalKind, ExternalSymbol, Import, LinkOutput, LinkedSymbol, Resolver,
+};
+
+/// Runs `$body` with `$A` bound to the architecture type of `$kind`: one dispatch per object,
+/// none per relocation.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_arch {
+    ($kind:expr, $A:ident => $body:expr) => {
+        match $kind {
+            $crate::arch::ArchKind::X86_64 => {
+                type $A = $crate::arch::x86_64::X86_64;
+                $body
+            }
+        }
+    };
+}

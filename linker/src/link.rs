@@ -1,0 +1,595 @@
+//! The walk over sections and relocations, written once for every architecture: resolve the
+//! symbols, copy the sections, fill the stubs and GOT, then classify, compute, check and
+//! encode each relocation.
+
+use crate::arch::{Arch, Expr, Field, Range, RelocKind, StubUse};
+use crate::error::{LinkError, RelocSite};
+use crate::input::{Object, Reloc, Section, SectionKind, SymbolDef, SymbolType};
+use crate::layout::Layout;
+use crate::with_arch;
+
+/// What the kernel says about a symbol the module does not define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExternalSymbol {
+    pub address: u64,
+    pub size: u64,
+    pub kind: ExternalKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalKind {
+    Function,
+    Data,
+    Unknown,
+}
+
+/// Looks up the symbols a module leaves undefined.
+pub trait Resolver {
+    fn resolve(&mut self, name: &str) -> Option<ExternalSymbol>;
+}
+
+impl<F: FnMut(&str) -> Option<ExternalSymbol>> Resolver for F {
+    fn resolve(&mut self, name: &str) -> Option<ExternalSymbol> {
+        self(name)
+    }
+}
+
+/// A symbol of the linked module, at its final address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedSymbol {
+    pub name: String,
+    pub address: u64,
+    pub size: u64,
+    pub ty: SymbolType,
+    /// Visible to the kernel and other modules.
+    pub exported: bool,
+    /// The section it is defined in (`*common*`, `*abs*` for those without one).
+    pub section: String,
+}
+
+/// An undefined symbol of the module and what it was bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub name: String,
+    /// `None` for an undefined weak symbol that nothing provides.
+    pub symbol: Option<ExternalSymbol>,
+}
+
+/// Everything about the linked image the loader needs besides its bytes.
+#[derive(Debug, Clone)]
+pub struct LinkOutput {
+    pub base: u64,
+    pub symbols: Vec<LinkedSymbol>,
+    pub imports: Vec<Import>,
+    /// Constructors in the order to run them.
+    pub init_array: Vec<u64>,
+    /// Destructors in the order to run them.
+    pub fini_array: Vec<u64>,
+    /// Calls and addresses that went through a stub because the target was out of reach.
+    pub stubs_used: usize,
+    /// GOT references rewritten to direct addressing.
+    pub got_relaxed: usize,
+}
+
+/// Links `object` at `base` into `image`, which must be zeroed and at least
+/// `layout.image_size` bytes long.
+pub fn link_into(
+    object: &Object,
+    layout: &Layout,
+    base: u64,
+    resolver: &mut dyn Resolver,
+    image: &mut [u8],
+) -> Result<LinkOutput, LinkError> {
+    if (image.len() as u64) < layout.image_size {
+        return Err(LinkError::BufferSize {
+            object: object.name.clone(),
+            got: image.len() as u64,
+            want: layout.image_size,
+        });
+    }
+    with_arch!(object.arch, A => Linker::<A>::new(object, layout, base).run(resolver, image))
+}
+
+/// Links `object` at `base` into a new buffer of the image's size.
+pub fn link(
+    object: &Object,
+    layout: &Layout,
+    base: u64,
+    resolver: &mut dyn Resolver,
+) -> Result<(Vec<u8>, LinkOutput), LinkError> {
+    let mut image = vec![0u8; layout.image_size as usize];
+    let output = link_into(object, layout, base, resolver, &mut image)?;
+    Ok((image, output))
+}
+
+/// Where a symbol's value comes from once resolved.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    address: u64,
+    size: u64,
+    is_function: bool,
+    external: bool,
+}
+
+struct Linker<'a, 'data, A: Arch> {
+    object: &'a Object<'data>,
+    layout: &'a Layout,
+    base: u64,
+    symbols: Vec<Option<Resolved>>,
+    _arch: std::marker::PhantomData<A>,
+}
+
+impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
+    fn new(object: &'a Object<'data>, layout: &'a Layout, base: u64) -> Self {
+        Linker {
+            object,
+            layout,
+            base,
+            symbols: Vec::new(),
+            _arch: std::marker::PhantomData,
+        }
+    }
+
+    fn run(
+        mut self,
+        resolver: &mut dyn Resolver,
+        image: &mut [u8],
+    ) -> Result<LinkOutput, LinkError> {
+        if self.base % self.layout.align != 0 {
+            return Err(LinkError::Unsupported {
+                object: self.object.name.clone(),
+                what: format!(
+                    "base {:#x}, which is not aligned to {:#x}",
+                    self.base, self.layout.align
+                ),
+            });
+        }
+        let imports = self.resolve_symbols(resolver)?;
+        self.copy_sections(image);
+        self.fill_stubs_and_got(image);
+        let (stubs_used, got_relaxed) = self.relocate(image)?;
+        let (init_array, fini_array) = self.constructors(image);
+        Ok(LinkOutput {
+            base: self.base,
+            symbols: self.defined_symbols(),
+            imports,
+            init_array,
+            fini_array,
+            stubs_used,
+            got_relaxed,
+        })
+    }
+
+    fn at(&self, offset: u64) -> u64 {
+        self.base + offset
+    }
+
+    /// Resolves every symbol; undefined ones through the resolver, all missing ones reported
+    /// together.
+    fn resolve_symbols(&mut self, resolver: &mut dyn Resolver) -> Result<Vec<Import>, LinkError> {
+        let object = self.object;
+        let referenced = self.referenced_symbols();
+        let mut missing = Vec::new();
+        let mut imports = Vec::new();
+        let mut symbols = Vec::with_capacity(object.symbols.len());
+        for (index, symbol) in object.symbols.iter().enumerate() {
+            let resolved = match symbol.def {
+                SymbolDef::Section(s) => self.layout.section_offsets[s].map(|off| Resolved {
+                    address: self.at(off) + symbol.value,
+                    size: symbol.size,
+                    is_function: symbol.ty == SymbolType::Function,
+                    external: false,
+                }),
+                SymbolDef::Absolute => Some(Resolved {
+                    address: symbol.value,
+                    size: symbol.size,
+                    is_function: symbol.ty == SymbolType::Function,
+                    external: false,
+                }),
+                SymbolDef::Common { .. } => {
+                    let offset = self.layout.common_offsets[&(index as u32)];
+                    Some(Resolved {
+                        address: self.at(offset),
+                        size: symbol.size,
+                        is_function: false,
+                        external: false,
+                    })
+                }
+                SymbolDef::Undefined if index == 0 => Some(Resolved {
+                    address: 0,
+                    size: 0,
+                    is_function: false,
+                    external: false,
+                }),
+                SymbolDef::Undefined if !referenced[index] => None,
+                SymbolDef::Undefined => {
+                    let found = self.resolve_external(resolver, symbol.name);
+                    imports.push(Import {
+                        name: symbol.name.to_string(),
+                        symbol: found,
+                    });
+                    match found {
+                        Some(ext) => Some(Resolved {
+                            address: ext.address,
+                            size: ext.size,
+                            is_function: ext.kind == crate::ExternalKind::Function,
+                            external: true,
+                        }),
+                        None if symbol.weak => Some(Resolved {
+                            address: 0,
+                            size: 0,
+                            is_function: false,
+                            external: false,
+                        }),
+                        None => {
+                            missing.push(symbol.name.to_string());
+                            None
+                        }
+                    }
+                }
+            };
+            if symbol.ty == SymbolType::IFunc && !matches!(symbol.def, SymbolDef::Undefined) {
+                return Err(LinkError::BadSymbol {
+                    object: object.name.clone(),
+                    symbol: symbol.name.to_string(),
+                    detail: "GNU indirect functions (IFUNC) are not supported in modules".into(),
+                });
+            }
+            symbols.push(resolved);
+        }
+        if !missing.is_empty() {
+            missing.sort();
+            missing.dedup();
+            return Err(LinkError::UndefinedSymbols {
+                object: object.name.clone(),
+                count: missing.len(),
+                names: missing,
+            });
+        }
+        self.symbols = symbols;
+        Ok(imports)
+    }
+
+    fn resolve_external(
+        &self,
+        resolver: &mut dyn Resolver,
+        name: &str,
+    ) -> Option<crate::ExternalSymbol> {
+        if let Some((_, offset)) = self.layout.copies.iter().find(|(c, _)| c.name == name) {
+            return Some(crate::ExternalSymbol {
+                address: self.at(*offset),
+                size: self.layout.copies.iter().find(|(c, _)| c.name == name)?.0.size,
+                kind: crate::ExternalKind::Data,
+            });
+        }
+        resolver.resolve(name)
+    }
+
+    fn referenced_symbols(&self) -> Vec<bool> {
+        let mut referenced = vec![false; self.object.symbols.len()];
+        for section in self.loaded_sections() {
+            for reloc in &section.1.relocs {
+                referenced[reloc.symbol as usize] = true;
+            }
+        }
+        referenced
+    }
+
+    fn loaded_sections(&self) -> impl Iterator<Item = (u64, &'a Section<'data>)> + '_ {
+        let object = self.object;
+        self.layout
+            .section_offsets
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, off)| off.map(|o| (o, &object.sections[i])))
+    }
+
+    fn copy_sections(&self, image: &mut [u8]) {
+        for (offset, section) in self.loaded_sections() {
+            if section.kind != Some(SectionKind::ZeroFill) {
+                let start = offset as usize;
+                image[start..start + section.data.len()].copy_from_slice(section.data);
+            }
+        }
+    }
+
+    fn fill_stubs_and_got(&self, image: &mut [u8]) {
+        for (&(symbol, addend), &slot) in &self.layout.stub_slots {
+            let target = self.slot_target(symbol, addend);
+            let offset = self.layout.stubs.offset + slot * self.layout.stub_size;
+            let stub = &mut image[offset as usize..(offset + self.layout.stub_size) as usize];
+            A::write_stub(stub, self.at(offset), target);
+        }
+        for (&(symbol, addend), &slot) in &self.layout.got_slots {
+            let target = self.slot_target(symbol, addend);
+            let offset = (self.layout.got.offset + slot * self.layout.got_entry_size) as usize;
+            write_data::<A>(
+                &mut image[offset..offset + self.layout.got_entry_size as usize],
+                if self.layout.got_entry_size == 8 {
+                    Field::Data64
+                } else {
+                    Field::Data32
+                },
+                target,
+            );
+        }
+    }
+
+    fn slot_target(&self, symbol: u32, addend: i64) -> u64 {
+        let address = self.symbols[symbol as usize].map_or(0, |s| s.address);
+        address.wrapping_add(addend as u64)
+    }
+
+    fn relocate(&self, image: &mut [u8]) -> Result<(usize, usize), LinkError> {
+        let mut stubs_used = 0;
+        let mut relaxed = 0;
+        for (offset, section) in self.loaded_sections() {
+            for reloc in &section.relocs {
+                let kind = A::classify(reloc.r_type).map_err(|refusal| {
+                    LinkError::UnsupportedRelocation {
+                        site: self.site(section, reloc),
+                        hint: refusal.hint.map(str::to_string),
+                    }
+                })?;
+                if kind.expr == Expr::None {
+                    continue;
+                }
+                let end = reloc.offset.checked_add(kind.field.width() as u64);
+                if section.kind == Some(SectionKind::ZeroFill) || end.is_none_or(|e| e > section.size) {
+                    return Err(LinkError::BadRelocation {
+                        site: self.site(section, reloc),
+                        detail: format!(
+                            "the {}-byte field lies outside the section ({:#x} bytes)",
+                            kind.field.width(),
+                            section.size
+                        ),
+                    });
+                }
+                let section_image = &mut image[offset as usize..(offset + section.size) as usize];
+                match self.apply(section, reloc, kind, offset, section_image)? {
+                    Applied::Direct => {}
+                    Applied::ViaStub => stubs_used += 1,
+                    Applied::Relaxed => relaxed += 1,
+                }
+            }
+        }
+        Ok((stubs_used, relaxed))
+    }
+
+    fn apply(
+        &self,
+        section: &Section,
+        reloc: &Reloc,
+        kind: &RelocKind,
+        section_offset: u64,
+        section_image: &mut [u8],
+    ) -> Result<Applied, LinkError> {
+        let symbol = self.symbols[reloc.symbol as usize].ok_or_else(|| {
+            LinkError::BadRelocation {
+                site: self.site(section, reloc),
+                detail: "the symbol is not in a loaded section".into(),
+            }
+        })?;
+        let s = symbol.address as i128;
+        let a = reloc.addend as i128;
+        let p = self.at(section_offset + reloc.offset) as i128;
+        let got_base = self.at(self.layout.got.offset) as i128;
+        let slot = |slots: &std::collections::BTreeMap<(u32, i64), u64>, key| slots.get(&key).copied();
+        let got_slot = || {
+            slot(&self.layout.got_slots, A::got_key(reloc.symbol, reloc.addend))
+                .map(|n| got_base + (n * self.layout.got_entry_size) as i128)
+        };
+        let place = reloc.offset as usize;
+
+        if kind.relaxable && symbol.address != 0 {
+            if let Some(relax) = A::relax_got(kind, section_image, place) {
+                let value = s + a - p + relax.value_bias as i128;
+                if fits(kind.range, value) {
+                    for &(delta, byte) in relax.edits {
+                        section_image[(place as i64 + delta) as usize] = byte;
+                    }
+                    let at = (place as i64 + relax.field_offset) as usize;
+                    self.encode(kind.field, &mut section_image[at..], value);
+                    return Ok(Applied::Relaxed);
+                }
+            }
+        }
+
+        let mut value = match kind.expr {
+            Expr::None => return Ok(Applied::Direct),
+            Expr::Abs => s + a,
+            Expr::Pc => s + a - p,
+            Expr::GotSlotPc => self.need_got(section, reloc, got_slot())? + a - p,
+            Expr::GotSlotOffset => self.need_got(section, reloc, got_slot())? - got_base + a,
+            Expr::GotBasePc => got_base + a - p,
+            Expr::GotOffset => s + a - got_base,
+            Expr::Size => symbol.size as i128 + a,
+        };
+        let mut applied = Applied::Direct;
+        let stub_serves = match kind.stub {
+            StubUse::Never => false,
+            StubUse::Branch => true,
+            StubUse::FunctionAddress => symbol.is_function,
+        };
+        if !fits(kind.range, value) && stub_serves {
+            if let Some(n) = slot(&self.layout.stub_slots, A::stub_key(reloc.symbol, reloc.addend)) {
+                let stub = self.at(self.layout.stubs.offset + n * self.layout.stub_size) as i128;
+                let addend_at_site = if A::SLOT_INCLUDES_ADDEND { 0 } else { a };
+                value = match kind.expr {
+                    Expr::Pc => stub + addend_at_site - p,
+                    _ => stub + addend_at_site,
+                };
+                applied = Applied::ViaStub;
+            }
+        }
+        self.check(section, reloc, kind, value, &symbol)?;
+        self.encode(kind.field, &mut section_image[place..], value);
+        Ok(applied)
+    }
+
+    fn need_got(
+        &self,
+        section: &Section,
+        reloc: &Reloc,
+        slot: Option<i128>,
+    ) -> Result<i128, LinkError> {
+        slot.ok_or_else(|| LinkError::BadRelocation {
+            site: self.site(section, reloc),
+            detail: "no GOT slot was laid out for it (layout and object disagree)".into(),
+        })
+    }
+
+    fn check(
+        &self,
+        section: &Section,
+        reloc: &Reloc,
+        kind: &RelocKind,
+        value: i128,
+        symbol: &Resolved,
+    ) -> Result<(), LinkError> {
+        if !fits(kind.range, value) {
+            let (min, max) = kind.range.bounds().unwrap_or((0, 0));
+            return Err(LinkError::OutOfRange {
+                site: self.site(section, reloc),
+                value,
+                min,
+                max,
+                hint: self.range_hint(kind, symbol),
+            });
+        }
+        if kind.align > 1 && value % kind.align as i128 != 0 {
+            return Err(LinkError::Misaligned {
+                site: self.site(section, reloc),
+                value,
+                align: kind.align,
+            });
+        }
+        Ok(())
+    }
+
+    fn range_hint(&self, kind: &RelocKind, symbol: &Resolved) -> Option<String> {
+        if !symbol.external {
+            return None;
+        }
+        let mut hint = format!("the kernel symbol is at {:#x}", symbol.address);
+        if kind.needs_low_address || (self.layout.needs_low_address && kind.expr == Expr::Pc) {
+            hint.push_str(
+                "; the module needs the low 2 GiB for its 32-bit absolute references \
+                 (gcc -fno-pic) and cannot reach this variable from there: rebuild the module \
+                 with -fPIE, or let the kernel give it a copy",
+            );
+        }
+        Some(hint)
+    }
+
+    fn encode(&self, field: Field, place: &mut [u8], value: i128) {
+        match field {
+            Field::Insn(code) => A::encode_insn(code, place, value as u64),
+            data => write_data::<A>(place, data, value as u64),
+        }
+    }
+
+    fn site(&self, section: &Section, reloc: &Reloc) -> RelocSite {
+        RelocSite {
+            object: self.object.name.clone(),
+            section: section.name.to_string(),
+            offset: reloc.offset,
+            symbol: self.object.symbol_display_name(reloc.symbol),
+            reloc: A::KIND.reloc_name(reloc.r_type),
+        }
+    }
+
+    /// `.init_array` and `.fini_array` entries, read from the relocated image; numbered
+    /// sections by priority first, as a static linker sorts them.
+    fn constructors(&self, image: &[u8]) -> (Vec<u64>, Vec<u64>) {
+        let mut fini = self.array_entries(image, ".fini_array");
+        fini.reverse();
+        (self.array_entries(image, ".init_array"), fini)
+    }
+
+    fn array_entries(&self, image: &[u8], prefix: &str) -> Vec<u64> {
+        let word = (A::KIND.address_bits() / 8) as usize;
+        let mut arrays: Vec<(u32, u64, u64)> = self
+            .loaded_sections()
+            .filter_map(|(offset, section)| {
+                let priority = match section.name.strip_prefix(prefix)? {
+                    "" => u32::MAX,
+                    rest => rest.strip_prefix('.')?.parse().ok()?,
+                };
+                Some((priority, offset, section.size))
+            })
+            .collect();
+        arrays.sort_by_key(|&(priority, offset, _)| (priority, offset));
+        arrays
+            .iter()
+            .flat_map(|&(_, offset, size)| {
+                image[offset as usize..(offset + size) as usize]
+                    .chunks_exact(word)
+                    .map(read_word::<A>)
+            })
+            .filter(|&f| f != 0 && f != u64::MAX && f != u32::MAX as u64)
+            .collect()
+    }
+
+    fn defined_symbols(&self) -> Vec<LinkedSymbol> {
+        let object = self.object;
+        object
+            .symbols
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                !s.name.is_empty()
+                    && !matches!(s.def, SymbolDef::Undefined)
+                    && !matches!(s.ty, SymbolType::Section | SymbolType::File)
+            })
+            .filter_map(|(i, s)| {
+                let resolved = self.symbols[i]?;
+                let section = match s.def {
+                    SymbolDef::Section(index) => object.sections[index].name.to_string(),
+                    SymbolDef::Common { .. } => "*common*".into(),
+                    _ => "*abs*".into(),
+                };
+                Some(LinkedSymbol {
+                    name: s.name.to_string(),
+                    address: resolved.address,
+                    size: s.size,
+                    ty: s.ty,
+                    exported: s.is_exported(),
+                    section,
+                })
+            })
+            .collect()
+    }
+}
+
+enum Applied {
+    Direct,
+    ViaStub,
+    Relaxed,
+}
+
+fn fits(range: Range, value: i128) -> bool {
+    range
+        .bounds()
+        .is_none_or(|(min, max)| (min..=max).contains(&value))
+}
+
+fn write_data<A: Arch>(place: &mut [u8], field: Field, value: u64) {
+    let width = field.width();
+    if A::BIG_ENDIAN {
+        place[..width].copy_from_slice(&value.to_be_bytes()[8 - width..]);
+    } else {
+        place[..width].copy_from_slice(&value.to_le_bytes()[..width]);
+    }
+}
+
+fn read_word<A: Arch>(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    if A::BIG_ENDIAN {
+        buf[8 - bytes.len()..].copy_from_slice(bytes);
+        u64::from_be_bytes(buf)
+    } else {
+        buf[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(buf)
+    }
+}

@@ -1,0 +1,714 @@
+//! The kernel: its symbol table and the modules loaded into its machine.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use dlkm_linker::{
+    CopyRequest, ExternalKind, ExternalSymbol, LayoutOptions, LinkOutput, LinkedSymbol, Object,
+    SegmentKind,
+};
+
+use crate::error::LoadError;
+use crate::machine::native::NativeMachine;
+use crate::machine::{Machine, Placement, Protection};
+
+/// A loaded module's number, unique for the kernel's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleId(pub u32);
+
+impl std::fmt::Display for ModuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Who provides a kernel symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Exported by the embedding program.
+    Kernel,
+    /// Exported by a loaded module.
+    Module(ModuleId, String),
+    /// Found among the host's dynamic symbols (libc and friends).
+    Host,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Kernel => write!(f, "kernel"),
+            Owner::Module(id, name) => write!(f, "module {name} (id {id})"),
+            Owner::Host => write!(f, "host"),
+        }
+    }
+}
+
+/// An entry of the kernel symbol table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSymbol {
+    pub name: String,
+    pub address: u64,
+    pub size: u64,
+    pub kind: ExternalKind,
+    pub owner: Owner,
+}
+
+/// A module's life-cycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleState {
+    Loaded,
+}
+
+impl std::fmt::Display for ModuleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModuleState::Loaded => "loaded",
+        })
+    }
+}
+
+/// A placed section of a loaded module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionInfo {
+    pub name: String,
+    pub address: u64,
+    pub size: u64,
+}
+
+/// Everything known about one loaded module.
+#[derive(Debug, Clone)]
+pub struct ModuleInfo {
+    pub id: ModuleId,
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub module_type: &'static str,
+    pub state: ModuleState,
+    /// Modules that import from this one.
+    pub refs: usize,
+    /// Modules this one imports from.
+    pub deps: Vec<String>,
+    pub base: u64,
+    pub size: u64,
+    pub sections: Vec<SectionInfo>,
+    /// Entry points found (`_load`, `_unload`, constructors), with their addresses.
+    pub entry_points: Vec<(String, u64)>,
+    pub loaded_at: SystemTime,
+    pub stubs_used: usize,
+    pub got_relaxed: usize,
+    pub copied: Vec<String>,
+}
+
+/// What the kernel may do on behalf of modules.
+#[derive(Debug, Clone)]
+pub struct KernelOptions {
+    /// Resolve what no export provides against the host's dynamic symbols (libc, libm, …).
+    pub host_symbols: bool,
+    /// Host variables a module placed in the low 2 GiB may get a private copy of when its
+    /// 32-bit references cannot reach them (see the README on `-fno-pic` modules).
+    pub copyable: BTreeSet<String>,
+}
+
+impl Default for KernelOptions {
+    fn default() -> Self {
+        KernelOptions {
+            host_symbols: true,
+            copyable: ["stdin", "stdout", "stderr"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        }
+    }
+}
+
+/// An argument of [`Kernel::call`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Int(u64),
+    /// Copied into memory the module can see, NUL-terminated; the pointer is passed.
+    Str(String),
+}
+
+struct Module {
+    info: ModuleInfo,
+    symbols: Vec<LinkedSymbol>,
+    exports: Vec<String>,
+    dep_ids: BTreeSet<ModuleId>,
+    fini_array: Vec<u64>,
+    unload_entry: Option<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    exports: HashMap<String, KernelSymbol>,
+    modules: BTreeMap<ModuleId, Module>,
+    next_id: u32,
+}
+
+/// A kernel: the symbol table, the loaded modules and the machine they run in.
+/// `Kernel` is `Send + Sync`; operations on it are serialised.
+pub struct Kernel {
+    machine: Box<dyn Machine>,
+    options: KernelOptions,
+    state: Mutex<State>,
+}
+
+impl Kernel {
+    /// A kernel whose modules run in this process; exports are what the embedder adds, then
+    /// the host's dynamic symbols.
+    pub fn native() -> Result<Kernel, LoadError> {
+        Ok(Kernel::with_machine(
+            Box::new(NativeMachine::new()),
+            KernelOptions::default(),
+        ))
+    }
+
+    pub fn with_machine(machine: Box<dyn Machine>, options: KernelOptions) -> Kernel {
+        Kernel {
+            machine,
+            options,
+            state: Mutex::new(State {
+                next_id: 1,
+                ..State::default()
+            }),
+        }
+    }
+
+    pub fn machine(&self) -> &dyn Machine {
+        self.machine.as_ref()
+    }
+
+    pub fn options(&self) -> &KernelOptions {
+        &self.options
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exports a function or variable of the embedding program under `name`.
+    pub fn export(&self, name: &str, address: *const u8) -> Result<(), LoadError> {
+        self.export_symbol(name, address as u64, 0, ExternalKind::Unknown)
+    }
+
+    /// Exports an address with its size and kind (the emulated machine's runtime uses this).
+    pub fn export_symbol(
+        &self,
+        name: &str,
+        address: u64,
+        size: u64,
+        kind: ExternalKind,
+    ) -> Result<(), LoadError> {
+        let mut state = self.state();
+        if state.exports.contains_key(name) {
+            return Err(LoadError::AlreadyExported(name.to_string()));
+        }
+        state.exports.insert(
+            name.to_string(),
+            KernelSymbol {
+                name: name.to_string(),
+                address,
+                size,
+                kind,
+                owner: Owner::Kernel,
+            },
+        );
+        Ok(())
+    }
+
+    /// Loads the module in the object file at `path`; its name is the file stem.
+    pub fn load_path(&self, path: impl AsRef<Path>) -> Result<ModuleId, LoadError> {
+        let path = path.as_ref();
+        let io = |source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bytes = std::fs::read(path).map_err(io)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        self.load_object(&name, Some(path.to_path_buf()), &bytes)
+    }
+
+    /// Loads a module from the bytes of an object file.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<ModuleId, LoadError> {
+        self.load_object(name, None, bytes)
+    }
+
+    fn load_object(
+        &self,
+        name: &str,
+        path: Option<PathBuf>,
+        bytes: &[u8],
+    ) -> Result<ModuleId, LoadError> {
+        let object_name = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| name.to_string());
+        let object = Object::parse(&object_name, bytes)?;
+        if object.arch != self.machine.arch() {
+            return Err(LoadError::WrongArch {
+                module: name.to_string(),
+                object: object_name,
+                object_arch: object.arch.name(),
+                kernel_arch: self.machine.arch().name(),
+            });
+        }
+        let mut state = self.state();
+        if state.modules.values().any(|m| m.info.name == name) {
+            return Err(LoadError::AlreadyLoaded(name.to_string()));
+        }
+        self.check_exports(&state, name, &object)?;
+
+        let mut options = LayoutOptions {
+            page_size: self.machine.page_size(),
+            copies: Vec::new(),
+        };
+        let mut layout = dlkm_linker::layout(&object, &options)?;
+        if layout.needs_low_address {
+            options.copies = self.copies_needed(&state, &object);
+            if !options.copies.is_empty() {
+                layout = dlkm_linker::layout(&object, &options)?;
+            }
+        }
+        let placement = if layout.needs_low_address {
+            Placement::Low2GiB
+        } else {
+            Placement::Near(self.machine.kernel_anchor())
+        };
+        let base = self
+            .machine
+            .reserve(layout.mapped_size(), layout.align, placement)?;
+        let published = self
+            .publish(&state, &object, &layout, base)
+            .and_then(|(output, imports)| {
+                self.run_constructors(&output).map(|()| (output, imports))
+            });
+        let (output, import_owners) = match published {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = self.machine.release(base);
+                return Err(e);
+            }
+        };
+
+        let id = ModuleId(state.next_id);
+        state.next_id += 1;
+        let module = self.register(
+            id,
+            name,
+            path,
+            &layout,
+            &object,
+            output,
+            import_owners,
+            options.copies.iter().map(|c| c.name.clone()).collect(),
+        );
+        let load_entry = find_symbol(&module.symbols, "_load");
+        self.add_module(&mut state, module);
+        drop(state);
+
+        if let Some(entry) = load_entry {
+            let code = self.machine.call(entry, &[0])? as i32 as i64;
+            if code != 0 {
+                self.discard(id);
+                return Err(LoadError::EntryFailed {
+                    module: name.to_string(),
+                    entry: "_load".into(),
+                    code,
+                });
+            }
+        }
+        Ok(id)
+    }
+
+    /// Duplicate exports are refused before anything is placed.
+    fn check_exports(&self, state: &State, name: &str, object: &Object) -> Result<(), LoadError> {
+        for symbol in object.exported_symbols() {
+            if let Some(existing) = state.exports.get(symbol.name) {
+                return Err(LoadError::DuplicateExport {
+                    module: name.to_string(),
+                    symbol: symbol.name.to_string(),
+                    owner: existing.owner.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Host variables a low-placed module reaches with 32-bit references and may have copied.
+    fn copies_needed(&self, state: &State, object: &Object) -> Vec<CopyRequest> {
+        object
+            .short_reach_imports()
+            .into_iter()
+            .filter(|name| self.options.copyable.contains(*name))
+            .filter_map(|name| {
+                let symbol = self.lookup_in(state, name)?;
+                let far = symbol.address >= 1 << 31;
+                (far && symbol.kind == ExternalKind::Data && symbol.size > 0).then(|| {
+                    CopyRequest {
+                        name: name.to_string(),
+                        size: symbol.size,
+                        align: symbol.size.next_power_of_two().min(16),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Links at `base`, writes the image, fills copies and sets protections.
+    fn publish(
+        &self,
+        state: &State,
+        object: &Object,
+        layout: &dlkm_linker::Layout,
+        base: u64,
+    ) -> Result<(LinkOutput, BTreeSet<ModuleId>), LoadError> {
+        let mut owners = BTreeSet::new();
+        let mut resolver = |name: &str| {
+            let symbol = self.lookup_in(state, name)?;
+            if let Owner::Module(id, _) = symbol.owner {
+                owners.insert(id);
+            }
+            Some(ExternalSymbol {
+                address: symbol.address,
+                size: symbol.size,
+                kind: symbol.kind,
+            })
+        };
+        let (mut image, output) = dlkm_linker::link(object, layout, base, &mut resolver)?;
+        for (copy, offset) in &layout.copies {
+            let Some(symbol) = self.lookup_in(state, &copy.name) else {
+                continue;
+            };
+            let bytes = self.machine.read(symbol.address, copy.size)?;
+            let at = *offset as usize;
+            image[at..at + bytes.len()].copy_from_slice(&bytes);
+        }
+        self.machine.write(base, &image)?;
+        for segment in &layout.segments {
+            let protection = match segment.kind {
+                SegmentKind::Text => Protection::ReadExecute,
+                SegmentKind::ReadOnly => Protection::ReadOnly,
+                SegmentKind::Writable => Protection::ReadWrite,
+            };
+            self.machine
+                .protect(base + segment.offset, segment.size, protection)?;
+        }
+        Ok((output, owners))
+    }
+
+    fn run_constructors(&self, output: &LinkOutput) -> Result<(), LoadError> {
+        for &ctor in &output.init_array {
+            self.machine.call(ctor, &[])?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one call site, all parts of one record")]
+    fn register(
+        &self,
+        id: ModuleId,
+        name: &str,
+        path: Option<PathBuf>,
+        layout: &dlkm_linker::Layout,
+        object: &Object,
+        output: LinkOutput,
+        dep_ids: BTreeSet<ModuleId>,
+        copied: Vec<String>,
+    ) -> Module {
+        let base = output.base;
+        let sections = layout
+            .map_entries(object)
+            .into_iter()
+            .map(|(name, offset, size)| SectionInfo {
+                name,
+                address: base + offset,
+                size,
+            })
+            .collect();
+        let mut entry_points: Vec<(String, u64)> = ["_load", "_unload"]
+            .iter()
+            .filter_map(|e| Some((e.to_string(), find_symbol(&output.symbols, e)?)))
+            .collect();
+        entry_points.extend(output.init_array.iter().map(|&a| (".init_array".into(), a)));
+        entry_points.extend(output.fini_array.iter().map(|&a| (".fini_array".into(), a)));
+        let exports = output
+            .symbols
+            .iter()
+            .filter(|s| s.exported)
+            .map(|s| s.name.clone())
+            .collect();
+        Module {
+            info: ModuleInfo {
+                id,
+                name: name.to_string(),
+                path,
+                module_type: "misc",
+                state: ModuleState::Loaded,
+                refs: 0,
+                deps: Vec::new(),
+                base,
+                size: layout.image_size,
+                sections,
+                entry_points,
+                loaded_at: SystemTime::now(),
+                stubs_used: output.stubs_used,
+                got_relaxed: output.got_relaxed,
+                copied,
+            },
+            unload_entry: find_symbol(&output.symbols, "_unload"),
+            fini_array: output.fini_array,
+            symbols: output.symbols,
+            exports,
+            dep_ids,
+        }
+    }
+
+    fn add_module(&self, state: &mut State, mut module: Module) {
+        let id = module.info.id;
+        for symbol in module.symbols.iter().filter(|s| s.exported) {
+            state.exports.insert(
+                symbol.name.clone(),
+                KernelSymbol {
+                    name: symbol.name.clone(),
+                    address: symbol.address,
+                    size: symbol.size,
+                    kind: match symbol.ty {
+                        dlkm_linker::SymbolType::Function => ExternalKind::Function,
+                        dlkm_linker::SymbolType::Object => ExternalKind::Data,
+                        _ => ExternalKind::Unknown,
+                    },
+                    owner: Owner::Module(id, module.info.name.clone()),
+                },
+            );
+        }
+        module.info.deps = module
+            .dep_ids
+            .iter()
+            .filter_map(|d| state.modules.get(d).map(|m| m.info.name.clone()))
+            .collect();
+        for dep in &module.dep_ids {
+            if let Some(m) = state.modules.get_mut(dep) {
+                m.info.refs += 1;
+            }
+        }
+        state.modules.insert(id, module);
+    }
+
+    /// Removes a module without running its `_unload`: the rollback of a failed load.
+    fn discard(&self, id: ModuleId) {
+        let mut state = self.state();
+        if let Some(module) = self.remove_module(&mut state, id) {
+            let _ = self.machine.release(module.info.base);
+        }
+    }
+
+    fn remove_module(&self, state: &mut State, id: ModuleId) -> Option<Module> {
+        let module = state.modules.remove(&id)?;
+        for name in &module.exports {
+            state.exports.remove(name);
+        }
+        for dep in &module.dep_ids {
+            if let Some(m) = state.modules.get_mut(dep) {
+                m.info.refs = m.info.refs.saturating_sub(1);
+            }
+        }
+        Some(module)
+    }
+
+    /// Unloads a module: refuses while others depend on it, runs `_unload` (a non-zero result
+    /// vetoes), then the destructors, and releases its memory.
+    pub fn unload(&self, id: ModuleId) -> Result<(), LoadError> {
+        let (name, unload_entry, fini) = {
+            let state = self.state();
+            let module = state
+                .modules
+                .get(&id)
+                .ok_or_else(|| LoadError::NoSuchModule(id.to_string()))?;
+            if module.info.refs > 0 {
+                let users: Vec<String> = state
+                    .modules
+                    .values()
+                    .filter(|m| m.dep_ids.contains(&id))
+                    .map(|m| m.info.name.clone())
+                    .collect();
+                return Err(LoadError::Busy {
+                    module: module.info.name.clone(),
+                    reason: format!("used by {}", users.join(", ")),
+                });
+            }
+            (
+                module.info.name.clone(),
+                module.unload_entry,
+                module.fini_array.clone(),
+            )
+        };
+        if let Some(entry) = unload_entry {
+            let code = self.machine.call(entry, &[0])? as i32 as i64;
+            if code != 0 {
+                return Err(LoadError::EntryFailed {
+                    module: name,
+                    entry: "_unload".into(),
+                    code,
+                });
+            }
+        }
+        for dtor in fini {
+            self.machine.call(dtor, &[])?;
+        }
+        let mut state = self.state();
+        if let Some(module) = self.remove_module(&mut state, id) {
+            self.machine.release(module.info.base)?;
+        }
+        Ok(())
+    }
+
+    /// Finds a loaded module by name or by number.
+    pub fn find_module(&self, name_or_id: &str) -> Option<ModuleId> {
+        let state = self.state();
+        if let Some(m) = state.modules.values().find(|m| m.info.name == name_or_id) {
+            return Some(m.info.id);
+        }
+        let id = ModuleId(name_or_id.parse().ok()?);
+        state.modules.contains_key(&id).then_some(id)
+    }
+
+    pub fn modules(&self) -> Vec<ModuleInfo> {
+        self.state()
+            .modules
+            .values()
+            .map(|m| m.info.clone())
+            .collect()
+    }
+
+    pub fn module_info(&self, id: ModuleId) -> Option<ModuleInfo> {
+        self.state().modules.get(&id).map(|m| m.info.clone())
+    }
+
+    /// A module's own symbols (exported and local), by address.
+    pub fn module_symbols(&self, id: ModuleId) -> Option<Vec<LinkedSymbol>> {
+        let state = self.state();
+        let mut symbols = state.modules.get(&id)?.symbols.clone();
+        symbols.sort_by(|a, b| a.address.cmp(&b.address).then(a.name.cmp(&b.name)));
+        Some(symbols)
+    }
+
+    /// The kernel symbol table's entry for `name`: explicit and module exports first, then the
+    /// host's dynamic symbols if allowed.
+    pub fn lookup(&self, name: &str) -> Option<KernelSymbol> {
+        let state = self.state();
+        self.lookup_in(&state, name)
+    }
+
+    fn lookup_in(&self, state: &State, name: &str) -> Option<KernelSymbol> {
+        if let Some(symbol) = state.exports.get(name) {
+            return Some(symbol.clone());
+        }
+        if !self.options.host_symbols {
+            return None;
+        }
+        let host = self.machine.host_symbol(name)?;
+        Some(KernelSymbol {
+            name: name.to_string(),
+            address: host.address,
+            size: host.size,
+            kind: host.kind,
+            owner: Owner::Host,
+        })
+    }
+
+    /// Resolves a symbol of a module (any, local ones too) or of the kernel table.
+    pub fn resolve(&self, name: &str) -> Option<u64> {
+        if let Some(symbol) = self.lookup(name) {
+            return Some(symbol.address);
+        }
+        let state = self.state();
+        state
+            .modules
+            .values()
+            .find_map(|m| find_symbol(&m.symbols, name))
+    }
+
+    /// The address of `name` in module `id`.
+    pub fn symbol_address(&self, id: ModuleId, name: &str) -> Result<u64, LoadError> {
+        let state = self.state();
+        let module = state
+            .modules
+            .get(&id)
+            .ok_or_else(|| LoadError::NoSuchModule(id.to_string()))?;
+        find_symbol(&module.symbols, name).ok_or_else(|| LoadError::NoSuchSymbol(name.to_string()))
+    }
+
+    /// A typed function pointer to `name` in module `id`.
+    ///
+    /// # Safety
+    /// `F` must be an `extern "C" fn` type matching the symbol's real signature, and the module
+    /// must stay loaded while the pointer is used. Only meaningful for the native machine.
+    pub unsafe fn function<F: Copy>(&self, id: ModuleId, name: &str) -> Result<F, LoadError> {
+        assert_eq!(
+            std::mem::size_of::<F>(),
+            std::mem::size_of::<usize>(),
+            "F must be a function pointer type"
+        );
+        let address = self.symbol_address(id, name)? as usize;
+        // SAFETY: the caller promises F is a function pointer type of the right signature.
+        Ok(unsafe { std::mem::transmute_copy::<usize, F>(&address) })
+    }
+
+    /// Calls the function at `address` with integer and string arguments.
+    pub fn call(&self, address: u64, args: &[Arg]) -> Result<u64, LoadError> {
+        let mut strings = Vec::new();
+        let mut values = Vec::with_capacity(args.len());
+        let result = (|| {
+            for arg in args {
+                values.push(match arg {
+                    Arg::Int(v) => *v,
+                    Arg::Str(s) => {
+                        let mut bytes = s.as_bytes().to_vec();
+                        bytes.push(0);
+                        let at = self.machine.alloc_data(&bytes)?;
+                        strings.push(at);
+                        at
+                    }
+                });
+            }
+            Ok(self.machine.call(address, &values)?)
+        })();
+        for at in strings {
+            self.machine.free_data(at);
+        }
+        result
+    }
+
+    /// Calls a symbol by name (module symbols included).
+    pub fn call_symbol(&self, name: &str, args: &[Arg]) -> Result<u64, LoadError> {
+        let address = self
+            .resolve(name)
+            .ok_or_else(|| LoadError::NoSuchSymbol(name.to_string()))?;
+        self.call(address, args)
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        let ids: Vec<ModuleId> = self.state().modules.keys().rev().copied().collect();
+        for id in ids {
+            let fini = self
+                .state()
+                .modules
+                .get(&id)
+                .map(|m| m.fini_array.clone())
+                .unwrap_or_default();
+            for dtor in fini {
+                let _ = self.machine.call(dtor, &[]);
+            }
+        }
+    }
+}
+
+fn find_symbol(symbols: &[LinkedSymbol], name: &str) -> Option<u64> {
+    symbols.iter().find(|s| s.name == name).map(|s| s.address)
+}

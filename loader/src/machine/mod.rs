@@ -1,0 +1,74 @@
+//! Where modules run. The kernel and the registry talk to a [`Machine`] only, so they never know
+//! whether it is this process or an emulator.
+
+pub mod native;
+
+use dlkm_linker::{ArchKind, ExternalSymbol};
+
+use crate::error::MachineError;
+
+/// Where the image of a module may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// As close to this address as the machine can manage, so that direct calls to the
+    /// kernel's exports stay in reach.
+    Near(u64),
+    /// Entirely below 2 GiB, for code that stores its own addresses in 32 bits.
+    Low2GiB,
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Near(a) => write!(f, "near {a:#x}"),
+            Placement::Low2GiB => write!(f, "below 2 GiB"),
+        }
+    }
+}
+
+/// The protection of a published range; never writable and executable at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    ReadExecute,
+    ReadOnly,
+    ReadWrite,
+}
+
+/// A machine that holds module images and runs their code.
+pub trait Machine: Send + Sync {
+    fn arch(&self) -> ArchKind;
+
+    fn page_size(&self) -> u64;
+
+    /// Reserves `size` bytes, readable and writable, aligned to `align`; returns the base.
+    fn reserve(&self, size: u64, align: u64, placement: Placement) -> Result<u64, MachineError>;
+
+    /// Gives back a reservation made by [`Machine::reserve`].
+    fn release(&self, base: u64) -> Result<(), MachineError>;
+
+    /// Writes into a reservation that is not yet published.
+    fn write(&self, address: u64, bytes: &[u8]) -> Result<(), MachineError>;
+
+    /// Sets the protection of a page-aligned range inside a reservation and, for executable
+    /// ranges, makes the instruction cache see the new code.
+    fn protect(&self, address: u64, len: u64, protection: Protection) -> Result<(), MachineError>;
+
+    /// Reads memory; fails, never faults, where nothing is mapped.
+    fn read(&self, address: u64, len: u64) -> Result<Vec<u8>, MachineError>;
+
+    /// Calls the function at `address` with integer arguments, returning its integer result.
+    fn call(&self, address: u64, args: &[u64]) -> Result<u64, MachineError>;
+
+    /// Copies `bytes` into memory the module can see; returns the address. Freed with
+    /// [`Machine::free_data`].
+    fn alloc_data(&self, bytes: &[u8]) -> Result<u64, MachineError>;
+
+    fn free_data(&self, address: u64);
+
+    /// A symbol the machine's host provides (for the native machine: the process's dynamic
+    /// symbols, libc among them).
+    fn host_symbol(&self, name: &str) -> Option<ExternalSymbol>;
+
+    /// An address inside the kernel's own code, where modules are best placed.
+    fn kernel_anchor(&self) -> u64;
+}

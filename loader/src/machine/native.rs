@@ -1,0 +1,360 @@
+//! The native machine: module images live in this process's memory, mapped with explicit
+//! placement, written while private and writable, then published per segment as R-X, R-- or
+//! RW- (never W+X), and called directly.
+//!
+//! All of the project's `unsafe` is here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+
+use dlkm_linker::{ArchKind, ExternalKind, ExternalSymbol};
+
+use super::{Machine, Placement, Protection};
+use crate::error::MachineError;
+
+/// Linux: map at the hint or fail, never replace an existing mapping.
+const MAP_FIXED_NOREPLACE: libc::c_int = 0x10_0000;
+/// dladdr1: return the symbol's ELF entry.
+const RTLD_DL_SYMENT: libc::c_int = 1;
+const LOW_LIMIT: u64 = 1 << 31;
+/// Lowest address tried for low placements: above what a non-PIE program and its heap use.
+const LOW_START: u64 = 0x1000_0000;
+const PROBE_STEP: u64 = 16 << 20;
+
+#[derive(Debug)]
+struct Mapping {
+    size: u64,
+    published: bool,
+}
+
+/// This process as a machine.
+pub struct NativeMachine {
+    page_size: u64,
+    mappings: Mutex<BTreeMap<u64, Mapping>>,
+    data: Mutex<HashMap<u64, Box<[u8]>>>,
+    /// Reads of arbitrary addresses go through this file, which fails instead of faulting.
+    self_mem: Option<std::fs::File>,
+}
+
+impl NativeMachine {
+    pub fn new() -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        NativeMachine {
+            page_size: if page > 0 { page as u64 } else { 4096 },
+            mappings: Mutex::new(BTreeMap::new()),
+            data: Mutex::new(HashMap::new()),
+            self_mem: std::fs::File::open("/proc/self/mem").ok(),
+        }
+    }
+
+    fn map_at(&self, hint: u64, size: u64) -> Option<u64> {
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; a fresh anonymous
+        // mapping aliases nothing.
+        let p = unsafe {
+            libc::mmap(
+                hint as *mut libc::c_void,
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        if p as u64 != hint {
+            // An old kernel that treats the flag as a hint only.
+            self.unmap(p as u64, size);
+            return None;
+        }
+        Some(p as u64)
+    }
+
+    fn map_anywhere(&self, size: u64) -> Option<u64> {
+        // SAFETY: as in map_at, without a fixed address.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(p as u64)
+    }
+
+    fn unmap(&self, address: u64, size: u64) {
+        // SAFETY: only ranges this machine mapped and no longer hands out are unmapped.
+        unsafe {
+            libc::munmap(address as *mut libc::c_void, size as usize);
+        }
+    }
+
+    fn candidates(&self, size: u64, placement: Placement) -> Vec<u64> {
+        match placement {
+            Placement::Low2GiB => (0..)
+                .map(|k| LOW_START + k * PROBE_STEP)
+                .take_while(|&a| a + size <= LOW_LIMIT)
+                .collect(),
+            Placement::Near(anchor) => {
+                let anchor = anchor & !(PROBE_STEP - 1);
+                (1..64u64)
+                    .flat_map(|k| {
+                        [
+                            anchor.checked_add(k * PROBE_STEP),
+                            anchor.checked_sub(k * PROBE_STEP + size),
+                        ]
+                    })
+                    .flatten()
+                    .map(|a| a & !(PROBE_STEP - 1))
+                    .filter(|&a| a >= LOW_START)
+                    .collect()
+            }
+        }
+    }
+
+    /// Finds the mapping that holds `address..address+len`, if any.
+    fn check_range(&self, address: u64, len: u64, access: &'static str) -> Result<bool, MachineError> {
+        let mappings = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
+        let bad = MachineError::BadAccess {
+            address,
+            len,
+            access,
+        };
+        let (&base, mapping) = mappings.range(..=address).next_back().ok_or(bad)?;
+        let end = address.checked_add(len);
+        if end.is_none_or(|e| e > base + mapping.size) {
+            return Err(MachineError::BadAccess {
+                address,
+                len,
+                access,
+            });
+        }
+        Ok(mapping.published)
+    }
+}
+
+impl Default for NativeMachine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Machine for NativeMachine {
+    fn arch(&self) -> ArchKind {
+        ArchKind::host().expect("the native machine is only built for supported hosts")
+    }
+
+    fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    fn reserve(&self, size: u64, align: u64, placement: Placement) -> Result<u64, MachineError> {
+        let size = size.max(1).next_multiple_of(self.page_size);
+        let align = align.max(self.page_size);
+        let base = self
+            .candidates(size, placement)
+            .into_iter()
+            .filter(|a| a % align == 0)
+            .find_map(|hint| self.map_at(hint, size))
+            .or_else(|| match placement {
+                Placement::Near(_) => self.map_anywhere(size).filter(|a| a % align == 0),
+                Placement::Low2GiB => None,
+            })
+            .ok_or_else(|| MachineError::NoMemory {
+                size,
+                placement: placement.to_string(),
+                reason: "no free address range found".into(),
+            })?;
+        self.mappings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                base,
+                Mapping {
+                    size,
+                    published: false,
+                },
+            );
+        Ok(base)
+    }
+
+    fn release(&self, base: u64) -> Result<(), MachineError> {
+        let mapping = self
+            .mappings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&base)
+            .ok_or(MachineError::BadAccess {
+                address: base,
+                len: 0,
+                access: "release",
+            })?;
+        self.unmap(base, mapping.size);
+        Ok(())
+    }
+
+    fn write(&self, address: u64, bytes: &[u8]) -> Result<(), MachineError> {
+        if self.check_range(address, bytes.len() as u64, "write")? {
+            return Err(MachineError::BadAccess {
+                address,
+                len: bytes.len() as u64,
+                access: "write after publishing",
+            });
+        }
+        // SAFETY: the range lies inside a mapping of ours that is still private and writable,
+        // and `bytes` cannot overlap it (no reference into unpublished images is handed out).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len());
+        }
+        Ok(())
+    }
+
+    fn protect(&self, address: u64, len: u64, protection: Protection) -> Result<(), MachineError> {
+        self.check_range(address, len, "protect")?;
+        let flags = match protection {
+            Protection::ReadExecute => region::Protection::READ_EXECUTE,
+            Protection::ReadOnly => region::Protection::READ,
+            Protection::ReadWrite => region::Protection::READ_WRITE,
+        };
+        // SAFETY: the range is inside one of our mappings; nothing holds a reference into it.
+        unsafe { region::protect(address as *const u8, len as usize, flags) }.map_err(|e| {
+            MachineError::Protect {
+                address,
+                len,
+                reason: e.to_string(),
+            }
+        })?;
+        if protection == Protection::ReadExecute {
+            flush_icache(address, len);
+        }
+        let mut mappings = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, m)) = mappings.range_mut(..=address).next_back() {
+            m.published = true;
+        }
+        Ok(())
+    }
+
+    fn read(&self, address: u64, len: u64) -> Result<Vec<u8>, MachineError> {
+        let bad = || MachineError::BadAccess {
+            address,
+            len,
+            access: "read",
+        };
+        let file = self.self_mem.as_ref().ok_or_else(bad)?;
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| bad())?];
+        file.read_exact_at(&mut buf, address).map_err(|_| bad())?;
+        Ok(buf)
+    }
+
+    fn call(&self, address: u64, args: &[u64]) -> Result<u64, MachineError> {
+        const MAX: usize = 6;
+        if args.len() > MAX {
+            return Err(MachineError::TooManyArguments {
+                max: MAX,
+                got: args.len(),
+            });
+        }
+        let mut regs = [0u64; MAX];
+        regs[..args.len()].copy_from_slice(args);
+        type Entry = extern "C" fn(u64, u64, u64, u64, u64, u64) -> u64;
+        // SAFETY: `address` is a function of a published module or of the kernel, chosen by
+        // the caller; under the C calling convention surplus integer arguments are ignored by
+        // the callee. What the module's code does is the module's responsibility, as in any
+        // kernel that loads modules.
+        let entry: Entry = unsafe { std::mem::transmute::<usize, Entry>(address as usize) };
+        Ok(entry(regs[0], regs[1], regs[2], regs[3], regs[4], regs[5]))
+    }
+
+    fn alloc_data(&self, bytes: &[u8]) -> Result<u64, MachineError> {
+        let boxed: Box<[u8]> = bytes.into();
+        let address = boxed.as_ptr() as u64;
+        self.data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(address, boxed);
+        Ok(address)
+    }
+
+    fn free_data(&self, address: u64) {
+        self.data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address);
+    }
+
+    fn host_symbol(&self, name: &str) -> Option<ExternalSymbol> {
+        let cname = CString::new(name).ok()?;
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
+        let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) };
+        if address.is_null() {
+            return None;
+        }
+        let mut info: libc::Dl_info = libc::Dl_info {
+            dli_fname: std::ptr::null(),
+            dli_fbase: std::ptr::null_mut(),
+            dli_sname: std::ptr::null(),
+            dli_saddr: std::ptr::null_mut(),
+        };
+        let mut entry: *mut libc::c_void = std::ptr::null_mut();
+        // SAFETY: `info` and `entry` are valid out-parameters; RTLD_DL_SYMENT stores a pointer
+        // to the symbol's ELF entry in `entry`, which lives as long as the object stays loaded.
+        let found = unsafe { libc::dladdr1(address, &mut info, &mut entry, RTLD_DL_SYMENT) };
+        let (size, kind) = if found != 0 && !entry.is_null() {
+            // SAFETY: on success `entry` points to an ElfW(Sym) of the host's word size.
+            let sym = unsafe { &*(entry as *const libc::Elf64_Sym) };
+            let kind = match sym.st_info & 0xf {
+                1 => ExternalKind::Data,
+                2 | 10 => ExternalKind::Function,
+                _ => ExternalKind::Unknown,
+            };
+            (sym.st_size, kind)
+        } else {
+            (0, ExternalKind::Unknown)
+        };
+        Some(ExternalSymbol {
+            address: address as u64,
+            size,
+            kind,
+        })
+    }
+
+    fn kernel_anchor(&self) -> u64 {
+        NativeMachine::new as fn() -> NativeMachine as usize as u64
+    }
+}
+
+impl Drop for NativeMachine {
+    fn drop(&mut self) {
+        let mappings = std::mem::take(self.mappings.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (base, mapping) in mappings {
+            self.unmap(base, mapping.size);
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn flush_icache(address: u64, len: u64) {
+    extern "C" {
+        fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
+    }
+    // SAFETY: the range is mapped and belongs to this machine; __clear_cache only maintains
+    // caches for it.
+    unsafe {
+        __clear_cache(
+            address as *mut libc::c_char,
+            (address + len) as *mut libc::c_char,
+        )
+    }
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn flush_icache(_address: u64, _len: u64) {
+    // x86_64 keeps instruction and data caches coherent.
+}

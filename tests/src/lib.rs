@@ -1,0 +1,1 @@
+//! Integration tests of dlkm live in tests/tests/.
