@@ -268,9 +268,9 @@ fn parse_sections<'data>(
         }
         let data = match kind {
             Some(SectionKind::ZeroFill) | None => &[][..],
-            Some(_) => section.data().map_err(|e| {
-                malformed(name, format!("section {section_name}: {e}"))
-            })?,
+            Some(_) => section
+                .data()
+                .map_err(|e| malformed(name, format!("section {section_name}: {e}")))?,
         };
         sections[index] = Section {
             name: section_name,
@@ -353,7 +353,12 @@ fn parse_symbols<'data>(
                 }
                 SymbolDef::Section(s)
             }
-            _ => return Err(malformed(name, format!("symbol {symbol_name}: unusual section"))),
+            _ => {
+                return Err(malformed(
+                    name,
+                    format!("symbol {symbol_name}: unusual section"),
+                ))
+            }
         };
         symbols[index] = Symbol {
             name: symbol_name,

@@ -23,13 +23,19 @@ pub struct LayoutOptions {
     /// Segments with different protections start on separate pages.
     pub page_size: u64,
     pub copies: Vec<CopyRequest>,
+    /// Refuse images larger than this, whatever the headers claim.
+    pub max_image_size: u64,
 }
+
+/// The default cap on an image: far above any real module, far below what would hurt.
+pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 1 << 30;
 
 impl Default for LayoutOptions {
     fn default() -> Self {
         LayoutOptions {
             page_size: 4096,
             copies: Vec::new(),
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
         }
     }
 }
@@ -87,10 +93,7 @@ pub struct Layout {
 impl Layout {
     /// Size to map: the image rounded up to whole pages.
     pub fn mapped_size(&self) -> u64 {
-        self.segments
-            .last()
-            .map(|s| s.offset + s.size)
-            .unwrap_or(0)
+        self.segments.last().map(|s| s.offset + s.size).unwrap_or(0)
     }
 
     pub fn stub_count(&self) -> usize {
@@ -109,7 +112,13 @@ impl Layout {
             .iter()
             .enumerate()
             .filter_map(|(i, off)| {
-                off.map(|o| (object.sections[i].name.to_string(), o, object.sections[i].size))
+                off.map(|o| {
+                    (
+                        object.sections[i].name.to_string(),
+                        o,
+                        object.sections[i].size,
+                    )
+                })
             })
             .collect();
         if self.stubs.size > 0 {
@@ -142,7 +151,10 @@ struct Cursor {
 
 impl Cursor {
     fn place(&mut self, size: u64, align: u64) -> Result<u64, ()> {
-        let start = self.offset.checked_next_multiple_of(align.max(1)).ok_or(())?;
+        let start = self
+            .offset
+            .checked_next_multiple_of(align.max(1))
+            .ok_or(())?;
         self.offset = start.checked_add(size).ok_or(())?;
         Ok(start)
     }
@@ -185,7 +197,9 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
             for (index, section) in object.sections.iter().enumerate() {
                 if section.kind == Some(kind) {
                     align = align.max(section.align);
-                    let at = cursor.place(section.size, section.align).map_err(|_| too_big())?;
+                    let at = cursor
+                        .place(section.size, section.align)
+                        .map_err(|_| too_big())?;
                     section_offsets[index] = Some(at);
                 }
             }
@@ -216,7 +230,9 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
             SegmentKind::ReadOnly => {
                 let size = got_slots.len() as u64 * A::GOT_ENTRY_SIZE;
                 got = Area {
-                    offset: cursor.place(size, A::GOT_ENTRY_SIZE).map_err(|_| too_big())?,
+                    offset: cursor
+                        .place(size, A::GOT_ENTRY_SIZE)
+                        .map_err(|_| too_big())?,
                     size,
                 };
             }
@@ -233,7 +249,23 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
             cursor.offset = end;
         }
     }
-    let image_size = image_end(&section_offsets, object, &stubs, &got, &common_offsets, &copies);
+    let image_size = image_end(
+        &section_offsets,
+        object,
+        &stubs,
+        &got,
+        &common_offsets,
+        &copies,
+    );
+    if cursor.offset > options.max_image_size {
+        return Err(LinkError::Unsupported {
+            object: object.name.clone(),
+            what: format!(
+                "an image of {:#x} bytes (the limit is {:#x})",
+                cursor.offset, options.max_image_size
+            ),
+        });
+    }
 
     Ok(Layout {
         section_offsets,
@@ -297,8 +329,8 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
     let mut needs_low = false;
     for section in object.sections.iter().filter(|s| s.kind.is_some()) {
         for reloc in &section.relocs {
-            let kind = A::classify(reloc.r_type).map_err(|refusal| {
-                LinkError::UnsupportedRelocation {
+            let kind =
+                A::classify(reloc.r_type).map_err(|refusal| LinkError::UnsupportedRelocation {
                     site: RelocSite {
                         object: object.name.clone(),
                         section: section.name.to_string(),
@@ -307,8 +339,7 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
                         reloc: A::KIND.reloc_name(reloc.r_type),
                     },
                     hint: refusal.hint.map(str::to_string),
-                }
-            })?;
+                })?;
             let symbol = &object.symbols[reloc.symbol as usize];
             needs_low |= kind.needs_low_address;
             if kind.stub != StubUse::Never
@@ -343,7 +374,10 @@ fn short_reach_imports_for<'o, A: Arch>(object: &'o Object) -> Vec<&'o str> {
         .filter(|r| {
             A::classify(r.r_type).is_ok_and(|k| {
                 k.stub != StubUse::Branch
-                    && matches!(k.range, crate::Range::Signed(32) | crate::Range::Unsigned(32))
+                    && matches!(
+                        k.range,
+                        crate::Range::Signed(32) | crate::Range::Unsigned(32)
+                    )
             })
         })
         .map(|r| &object.symbols[r.symbol as usize])

@@ -8,6 +8,9 @@ use crate::input::{Object, Reloc, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
 use crate::with_arch;
 
+/// The psABI's name for the GOT's base, which the linker defines.
+const GOT_SYMBOL: &str = "_GLOBAL_OFFSET_TABLE_";
+
 /// What the kernel says about a symbol the module does not define.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExternalSymbol {
@@ -202,6 +205,12 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                     external: false,
                 }),
                 SymbolDef::Undefined if !referenced[index] => None,
+                SymbolDef::Undefined if symbol.name == GOT_SYMBOL => Some(Resolved {
+                    address: self.at(self.layout.got.offset),
+                    size: self.layout.got.size,
+                    is_function: false,
+                    external: false,
+                }),
                 SymbolDef::Undefined => {
                     let found = self.resolve_external(resolver, symbol.name);
                     imports.push(Import {
@@ -258,7 +267,13 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         if let Some((_, offset)) = self.layout.copies.iter().find(|(c, _)| c.name == name) {
             return Some(crate::ExternalSymbol {
                 address: self.at(*offset),
-                size: self.layout.copies.iter().find(|(c, _)| c.name == name)?.0.size,
+                size: self
+                    .layout
+                    .copies
+                    .iter()
+                    .find(|(c, _)| c.name == name)?
+                    .0
+                    .size,
                 kind: crate::ExternalKind::Data,
             });
         }
@@ -335,7 +350,9 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                     continue;
                 }
                 let end = reloc.offset.checked_add(kind.field.width() as u64);
-                if section.kind == Some(SectionKind::ZeroFill) || end.is_none_or(|e| e > section.size) {
+                if section.kind == Some(SectionKind::ZeroFill)
+                    || end.is_none_or(|e| e > section.size)
+                {
                     return Err(LinkError::BadRelocation {
                         site: self.site(section, reloc),
                         detail: format!(
@@ -364,20 +381,23 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         section_offset: u64,
         section_image: &mut [u8],
     ) -> Result<Applied, LinkError> {
-        let symbol = self.symbols[reloc.symbol as usize].ok_or_else(|| {
-            LinkError::BadRelocation {
+        let symbol =
+            self.symbols[reloc.symbol as usize].ok_or_else(|| LinkError::BadRelocation {
                 site: self.site(section, reloc),
                 detail: "the symbol is not in a loaded section".into(),
-            }
-        })?;
+            })?;
         let s = symbol.address as i128;
         let a = reloc.addend as i128;
         let p = self.at(section_offset + reloc.offset) as i128;
         let got_base = self.at(self.layout.got.offset) as i128;
-        let slot = |slots: &std::collections::BTreeMap<(u32, i64), u64>, key| slots.get(&key).copied();
+        let slot =
+            |slots: &std::collections::BTreeMap<(u32, i64), u64>, key| slots.get(&key).copied();
         let got_slot = || {
-            slot(&self.layout.got_slots, A::got_key(reloc.symbol, reloc.addend))
-                .map(|n| got_base + (n * self.layout.got_entry_size) as i128)
+            slot(
+                &self.layout.got_slots,
+                A::got_key(reloc.symbol, reloc.addend),
+            )
+            .map(|n| got_base + (n * self.layout.got_entry_size) as i128)
         };
         let place = reloc.offset as usize;
 
@@ -412,7 +432,10 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             StubUse::FunctionAddress => symbol.is_function,
         };
         if !fits(kind.range, value) && stub_serves {
-            if let Some(n) = slot(&self.layout.stub_slots, A::stub_key(reloc.symbol, reloc.addend)) {
+            if let Some(n) = slot(
+                &self.layout.stub_slots,
+                A::stub_key(reloc.symbol, reloc.addend),
+            ) {
                 let stub = self.at(self.layout.stubs.offset + n * self.layout.stub_size) as i128;
                 let addend_at_site = if A::SLOT_INCLUDES_ADDEND { 0 } else { a };
                 value = match kind.expr {

@@ -32,7 +32,9 @@ pub enum LoadError {
     #[error("no symbol `{0}` in the kernel or any module")]
     NoSuchSymbol(String),
 
-    #[error("module {module}: {object} is built for {object_arch}, this kernel runs {kernel_arch}")]
+    #[error(
+        "module {module}: {object} is built for {object_arch}, this kernel runs {kernel_arch}"
+    )]
     WrongArch {
         module: String,
         object: String,

@@ -14,6 +14,9 @@ use crate::error::LoadError;
 use crate::machine::native::NativeMachine;
 use crate::machine::{Machine, Placement, Protection};
 
+/// Addresses a module placed below 2 GiB can reach with 32-bit absolute references.
+const LOW_LIMIT: u64 = 1 << 31;
+
 /// A loaded module's number, unique for the kernel's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ModuleId(pub u32);
@@ -264,28 +267,22 @@ impl Kernel {
 
         let mut options = LayoutOptions {
             page_size: self.machine.page_size(),
-            copies: Vec::new(),
+            ..LayoutOptions::default()
         };
         let mut layout = dlkm_linker::layout(&object, &options)?;
-        if layout.needs_low_address {
-            options.copies = self.copies_needed(&state, &object);
-            if !options.copies.is_empty() {
-                layout = dlkm_linker::layout(&object, &options)?;
-            }
+        let (placement, copies) = self.plan_placement(&state, &object, layout.needs_low_address);
+        if !copies.is_empty() {
+            options.copies = copies;
+            layout = dlkm_linker::layout(&object, &options)?;
         }
-        let placement = if layout.needs_low_address {
-            Placement::Low2GiB
-        } else {
-            Placement::Near(self.machine.kernel_anchor())
-        };
         let base = self
             .machine
             .reserve(layout.mapped_size(), layout.align, placement)?;
-        let published = self
-            .publish(&state, &object, &layout, base)
-            .and_then(|(output, imports)| {
-                self.run_constructors(&output).map(|()| (output, imports))
-            });
+        let published =
+            self.publish(&state, &object, &layout, base)
+                .and_then(|(output, imports)| {
+                    self.run_constructors(&output).map(|()| (output, imports))
+                });
         let (output, import_owners) = match published {
             Ok(done) => done,
             Err(e) => {
@@ -338,24 +335,42 @@ impl Kernel {
         Ok(())
     }
 
-    /// Host variables a low-placed module reaches with 32-bit references and may have copied.
-    fn copies_needed(&self, state: &State, object: &Object) -> Vec<CopyRequest> {
-        object
+    /// Where the module goes, and which kernel variables it gets a copy of.
+    ///
+    /// Variables reached with 32-bit references (gcc's PIE code assumes copy relocations, and
+    /// `-fno-pic` code uses nothing else) must be within 2 GiB of the module. A module that
+    /// needs the low 2 GiB for its own absolute addresses can only get copies of the
+    /// variables the kernel allows to be copied; any other module is placed next to the first
+    /// such variable, so it uses the real one.
+    fn plan_placement(
+        &self,
+        state: &State,
+        object: &Object,
+        needs_low_address: bool,
+    ) -> (Placement, Vec<CopyRequest>) {
+        let far_data: Vec<KernelSymbol> = object
             .short_reach_imports()
             .into_iter()
-            .filter(|name| self.options.copyable.contains(*name))
-            .filter_map(|name| {
-                let symbol = self.lookup_in(state, name)?;
-                let far = symbol.address >= 1 << 31;
-                (far && symbol.kind == ExternalKind::Data && symbol.size > 0).then(|| {
-                    CopyRequest {
-                        name: name.to_string(),
-                        size: symbol.size,
-                        align: symbol.size.next_power_of_two().min(16),
-                    }
-                })
+            .filter_map(|name| self.lookup_in(state, name))
+            .filter(|s| s.kind != ExternalKind::Function)
+            .collect();
+        if !needs_low_address {
+            let anchor = far_data
+                .first()
+                .map_or(self.machine.kernel_anchor(), |s| s.address);
+            return (Placement::Near(anchor), Vec::new());
+        }
+        let copies = far_data
+            .into_iter()
+            .filter(|s| s.address >= LOW_LIMIT && s.size > 0)
+            .filter(|s| self.options.copyable.contains(&s.name))
+            .map(|s| CopyRequest {
+                align: s.size.next_power_of_two().min(16),
+                size: s.size,
+                name: s.name,
             })
-            .collect()
+            .collect();
+        (Placement::Low2GiB, copies)
     }
 
     /// Links at `base`, writes the image, fills copies and sets protections.
@@ -407,7 +422,10 @@ impl Kernel {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one call site, all parts of one record")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site, all parts of one record"
+    )]
     fn register(
         &self,
         id: ModuleId,

@@ -8,7 +8,6 @@ pub mod machine;
 
 pub use error::{errno_name, LoadError, MachineError};
 pub use kernel::{
-    Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner,
-    SectionInfo,
+    Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner, SectionInfo,
 };
 pub use machine::{Machine, Placement, Protection};

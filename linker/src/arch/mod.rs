@@ -226,7 +226,14 @@ pub(crate) trait Arch {
 
     /// The stub a branch to `symbol` with `addend` goes through, when it needs one.
     fn stub_key(symbol: u32, addend: i64) -> (u32, i64) {
-        (symbol, if Self::SLOT_INCLUDES_ADDEND { addend } else { 0 })
+        (
+            symbol,
+            if Self::SLOT_INCLUDES_ADDEND {
+                addend
+            } else {
+                0
+            },
+        )
     }
 
     /// The GOT slot a reference to `symbol` with `addend` uses.

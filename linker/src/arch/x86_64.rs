@@ -69,7 +69,8 @@ const PC32: RelocKind =
     RelocKind::new("R_X86_64_PC32", Expr::Pc, Data32, Signed(32)).stub(StubUse::FunctionAddress);
 const PLT32: RelocKind =
     RelocKind::new("R_X86_64_PLT32", Expr::Pc, Data32, Signed(32)).stub(StubUse::Branch);
-const GOTPCREL: RelocKind = RelocKind::new("R_X86_64_GOTPCREL", Expr::GotSlotPc, Data32, Signed(32));
+const GOTPCREL: RelocKind =
+    RelocKind::new("R_X86_64_GOTPCREL", Expr::GotSlotPc, Data32, Signed(32));
 const ABS32: RelocKind = RelocKind::new("R_X86_64_32", Expr::Abs, Data32, Unsigned(32))
     .stub(StubUse::FunctionAddress)
     .low_address();
@@ -81,21 +82,29 @@ const PC16: RelocKind = RelocKind::new("R_X86_64_PC16", Expr::Pc, Data16, Signed
 const ABS8: RelocKind = RelocKind::new("R_X86_64_8", Expr::Abs, Data8, Either(8));
 const PC8: RelocKind = RelocKind::new("R_X86_64_PC8", Expr::Pc, Data8, Signed(8));
 const PC64: RelocKind = RelocKind::new("R_X86_64_PC64", Expr::Pc, Data64, Signed(64));
-const GOTOFF64: RelocKind = RelocKind::new("R_X86_64_GOTOFF64", Expr::GotOffset, Data64, Signed(64));
+const GOTOFF64: RelocKind =
+    RelocKind::new("R_X86_64_GOTOFF64", Expr::GotOffset, Data64, Signed(64));
 const GOTPC32: RelocKind = RelocKind::new("R_X86_64_GOTPC32", Expr::GotBasePc, Data32, Signed(32));
 const GOT64: RelocKind = RelocKind::new("R_X86_64_GOT64", Expr::GotSlotOffset, Data64, Signed(64));
 const GOTPCREL64: RelocKind =
     RelocKind::new("R_X86_64_GOTPCREL64", Expr::GotSlotPc, Data64, Signed(64));
 const GOTPC64: RelocKind = RelocKind::new("R_X86_64_GOTPC64", Expr::GotBasePc, Data64, Signed(64));
-const GOTPLT64: RelocKind = RelocKind::new("R_X86_64_GOTPLT64", Expr::GotSlotOffset, Data64, Signed(64));
+const GOTPLT64: RelocKind =
+    RelocKind::new("R_X86_64_GOTPLT64", Expr::GotSlotOffset, Data64, Signed(64));
 // L + A - GOT: with no PLT, the function's own address serves as L.
-const PLTOFF64: RelocKind = RelocKind::new("R_X86_64_PLTOFF64", Expr::GotOffset, Data64, Signed(64));
+const PLTOFF64: RelocKind =
+    RelocKind::new("R_X86_64_PLTOFF64", Expr::GotOffset, Data64, Signed(64));
 const SIZE32: RelocKind = RelocKind::new("R_X86_64_SIZE32", Expr::Size, Data32, Either(32));
 const SIZE64: RelocKind = RelocKind::new("R_X86_64_SIZE64", Expr::Size, Data64, Either(64));
 const GOTPCRELX: RelocKind =
     RelocKind::new("R_X86_64_GOTPCRELX", Expr::GotSlotPc, Data32, Signed(32)).relaxable();
-const REX_GOTPCRELX: RelocKind =
-    RelocKind::new("R_X86_64_REX_GOTPCRELX", Expr::GotSlotPc, Data32, Signed(32)).relaxable();
+const REX_GOTPCRELX: RelocKind = RelocKind::new(
+    "R_X86_64_REX_GOTPCRELX",
+    Expr::GotSlotPc,
+    Data32,
+    Signed(32),
+)
+.relaxable();
 
 const TLS_HINT: &str =
     "thread-local storage is not supported in modules; keep per-thread state in the kernel";
@@ -143,7 +152,11 @@ impl Arch for X86_64 {
             | elf::R_X86_64_TPOFF32
             | elf::R_X86_64_GOTPC32_TLSDESC
             | elf::R_X86_64_TLSDESC_CALL
-            | elf::R_X86_64_TLSDESC => return Err(Refusal { hint: Some(TLS_HINT) }),
+            | elf::R_X86_64_TLSDESC => {
+                return Err(Refusal {
+                    hint: Some(TLS_HINT),
+                })
+            }
             elf::R_X86_64_COPY
             | elf::R_X86_64_GLOB_DAT
             | elf::R_X86_64_JUMP_SLOT

@@ -120,7 +120,12 @@ impl NativeMachine {
     }
 
     /// Finds the mapping that holds `address..address+len`, if any.
-    fn check_range(&self, address: u64, len: u64, access: &'static str) -> Result<bool, MachineError> {
+    fn check_range(
+        &self,
+        address: u64,
+        len: u64,
+        access: &'static str,
+    ) -> Result<bool, MachineError> {
         let mappings = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
         let bad = MachineError::BadAccess {
             address,
