@@ -39,13 +39,13 @@ pub enum LinkError {
 
     #[error("relocation {site}: unsupported relocation type{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     UnsupportedRelocation {
-        site: RelocSite,
+        site: Box<RelocSite>,
         hint: Option<String>,
     },
 
     #[error("relocation {site}: value {value:#x} ({value}) is out of range [{min}, {max}]{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
     OutOfRange {
-        site: RelocSite,
+        site: Box<RelocSite>,
         value: i128,
         min: i128,
         max: i128,
@@ -54,13 +54,16 @@ pub enum LinkError {
 
     #[error("relocation {site}: value {value:#x} is not a multiple of {align}")]
     Misaligned {
-        site: RelocSite,
+        site: Box<RelocSite>,
         value: i128,
         align: u64,
     },
 
     #[error("relocation {site}: {detail}")]
-    BadRelocation { site: RelocSite, detail: String },
+    BadRelocation {
+        site: Box<RelocSite>,
+        detail: String,
+    },
 
     #[error("{object}: symbol `{symbol}`: {detail}")]
     BadSymbol {

@@ -331,13 +331,13 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
         for reloc in &section.relocs {
             let kind =
                 A::classify(reloc.r_type).map_err(|refusal| LinkError::UnsupportedRelocation {
-                    site: RelocSite {
+                    site: Box::new(RelocSite {
                         object: object.name.clone(),
                         section: section.name.to_string(),
                         offset: reloc.offset,
                         symbol: object.symbol_display_name(reloc.symbol),
                         reloc: A::KIND.reloc_name(reloc.r_type),
-                    },
+                    }),
                     hint: refusal.hint.map(str::to_string),
                 })?;
             let symbol = &object.symbols[reloc.symbol as usize];

@@ -10,6 +10,8 @@ use crate::with_arch;
 
 /// The psABI's name for the GOT's base, which the linker defines.
 const GOT_SYMBOL: &str = "_GLOBAL_OFFSET_TABLE_";
+/// What `__cxa_atexit` registrations name the module by; its base is unique per module.
+const DSO_HANDLE_SYMBOL: &str = "__dso_handle";
 
 /// What the kernel says about a symbol the module does not define.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +210,12 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 SymbolDef::Undefined if symbol.name == GOT_SYMBOL => Some(Resolved {
                     address: self.at(self.layout.got.offset),
                     size: self.layout.got.size,
+                    is_function: false,
+                    external: false,
+                }),
+                SymbolDef::Undefined if symbol.name == DSO_HANDLE_SYMBOL => Some(Resolved {
+                    address: self.base,
+                    size: 0,
                     is_function: false,
                     external: false,
                 }),
@@ -499,7 +507,8 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             hint.push_str(
                 "; the module needs the low 2 GiB for its 32-bit absolute references \
                  (gcc -fno-pic) and cannot reach this variable from there: rebuild the module \
-                 with -fPIE, or let the kernel give it a copy",
+                 with -fPIE (or, where a private snapshot of the variable is safe, let the \
+                 kernel copy it)",
             );
         }
         Some(hint)
@@ -512,14 +521,14 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         }
     }
 
-    fn site(&self, section: &Section, reloc: &Reloc) -> RelocSite {
-        RelocSite {
+    fn site(&self, section: &Section, reloc: &Reloc) -> Box<RelocSite> {
+        Box::new(RelocSite {
             object: self.object.name.clone(),
             section: section.name.to_string(),
             offset: reloc.offset,
             symbol: self.object.symbol_display_name(reloc.symbol),
             reloc: A::KIND.reloc_name(reloc.r_type),
-        }
+        })
     }
 
     /// `.init_array` and `.fini_array` entries, read from the relocated image; numbered

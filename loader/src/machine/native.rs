@@ -38,8 +38,35 @@ pub struct NativeMachine {
     self_mem: Option<std::fs::File>,
 }
 
+/// Libraries whose symbols modules commonly need but a Rust program does not link: opened
+/// when the machine starts, so that their symbols are among the host's.
+pub const DEFAULT_HOST_LIBRARIES: &[&str] = &["libm.so.6"];
+
 impl NativeMachine {
+    /// A machine with the default host libraries opened.
     pub fn new() -> Self {
+        let machine = Self::bare();
+        for library in DEFAULT_HOST_LIBRARIES {
+            // Best effort: a missing library only means fewer host symbols.
+            let _ = machine.open_host_library(library);
+        }
+        machine
+    }
+
+    /// Makes the dynamic symbols of `library` (a soname or path) available to modules.
+    pub fn open_host_library(&self, library: &str) -> Result<(), String> {
+        let name = CString::new(library).map_err(|e| e.to_string())?;
+        // SAFETY: dlopen with a NUL-terminated name; the handle is kept open for the life of the
+        // process, so symbols handed to modules stay valid.
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if handle.is_null() {
+            return Err(format!("cannot open {library}"));
+        }
+        Ok(())
+    }
+
+    /// A machine with only what the process already has loaded.
+    pub fn bare() -> Self {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         NativeMachine {

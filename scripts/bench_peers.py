@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Whole-process comparison: msyms loading SQLite + driver as modules and running the query,
+against the same objects linked normally, as a dlopen()ed shared object, and the in-memory
+loaders that are installed (tcc -run, llvm-rtdyld, llvm-jitlink).
+
+Runs are interleaved (one of each command per round) so that machine noise hits all alike;
+prints medians and ratios to the dlopen host.
+
+    scripts/bench_peers.py [--runs N] [--variant gcc-pie|gcc-nopic|clang]
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "target" / "peers"
+FUNCTION = "sqlite_selftest"
+
+MAIN_C = f"""
+#include <stdio.h>
+long {FUNCTION}(void);
+int main(void) {{ printf("%ld\\n", {FUNCTION}()); return 0; }}
+"""
+
+DLOPEN_C = """
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    void *h = dlopen(argv[1], RTLD_NOW);
+    if (!h) { fprintf(stderr, "%s\\n", dlerror()); return 1; }
+    long (*f)(void) = (long (*)(void))dlsym(h, argv[2]);
+    if (!f) { fprintf(stderr, "%s\\n", dlerror()); return 1; }
+    printf("%ld\\n", f());
+    return 0;
+}
+"""
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def build(variant):
+    OUT.mkdir(parents=True, exist_ok=True)
+    objects = [ROOT / "corpus/x86_64" / variant / f for f in ("sqlite.o", "sqlite_driver.o")]
+    run(["cargo", "build", "--release", "-q", "-p", "msyms"], cwd=ROOT)
+    (OUT / "main.c").write_text(MAIN_C)
+    (OUT / "dlopen_host.c").write_text(DLOPEN_C)
+    pie = [] if variant != "gcc-nopic" else ["-no-pie"]
+    run(["gcc", "-O2", *pie, "-o", OUT / "native", OUT / "main.c", *objects, "-lm"])
+    run(["gcc", "-O2", "-o", OUT / "dlopen_host", OUT / "dlopen_host.c", "-ldl"])
+    commands = {
+        "linked normally": [str(OUT / "native")],
+        "msyms load+call": [
+            str(ROOT / "target/release/msyms"),
+            "-c",
+            f"load {objects[0]}; load {objects[1]}; call {FUNCTION}",
+        ],
+    }
+    try:
+        run(["gcc", "-shared", "-o", OUT / "sqlite_module.so", *objects, "-lm"])
+        commands["dlopen .so"] = [str(OUT / "dlopen_host"), str(OUT / "sqlite_module.so"), FUNCTION]
+    except subprocess.CalledProcessError as e:
+        print(f"note: these objects do not link as a shared object ({e.stderr.strip()[:200]})")
+    if shutil.which("llvm-rtdyld"):
+        (OUT / "main.o").unlink(missing_ok=True)
+        run(["gcc", "-c", "-O2", "-o", OUT / "main.o", OUT / "main.c"])
+        commands["llvm-rtdyld -execute"] = ["llvm-rtdyld", "-execute", str(OUT / "main.o"), *map(str, objects)]
+    if shutil.which("llvm-jitlink"):
+        commands["llvm-jitlink"] = ["llvm-jitlink", str(OUT / "main.o"), *map(str, objects)]
+    return commands
+
+
+def measure(commands, runs):
+    times = {name: [] for name in commands}
+    answers = {}
+    for _ in range(runs):
+        for name, cmd in commands.items():
+            start = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            times[name].append(time.perf_counter() - start)
+            if done.returncode != 0:
+                times[name] = None
+                print(f"note: {name} failed: {done.stderr.strip()[:200]}", file=sys.stderr)
+                break
+            answers[name] = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        commands = {n: c for n, c in commands.items() if times[n] is not None}
+    return {n: t for n, t in times.items() if t}, answers
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--variant", default="gcc-pie")
+    args = parser.parse_args()
+    commands = build(args.variant)
+    times, answers = measure(commands, args.runs)
+    reference = "dlopen .so" if "dlopen .so" in times else "linked normally"
+    ref = statistics.median(times[reference])
+    print(f"SQLite query, {args.variant} objects, {args.runs} interleaved runs, whole process")
+    print(f"{'command':<24} {'median ms':>10} {'vs ' + reference:>18}  answer")
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        print(f"{name:<24} {median * 1000:>10.2f} {median / ref:>17.2f}x  {answers.get(name, '')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+//! The native kernel on real objects: exports to modules, entry points, far calls through
+//! stubs, W^X, and the errors a user meets, each leaving nothing half-loaded.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::ffi::{c_char, CStr};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use dlkm_linker::{ExternalKind, LinkError};
+use dlkm_loader::{Kernel, LoadError};
+use dlkm_tests::corpus_dir;
+
+fn object(variant: &str, file: &str) -> std::path::PathBuf {
+    corpus_dir().join("x86_64").join(variant).join(file)
+}
+
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static KERNEL_COUNTER: AtomicI64 = AtomicI64::new(0);
+
+extern "C" fn log_line(line: *const c_char) {
+    // SAFETY: the module passes NUL-terminated string literals.
+    let text = unsafe { CStr::from_ptr(line) }
+        .to_string_lossy()
+        .into_owned();
+    LOG.lock().unwrap().push(text);
+}
+
+fn kernel_with_api() -> Kernel {
+    let kernel = Kernel::native().unwrap();
+    kernel.export("log_line", log_line as *const u8).unwrap();
+    kernel
+        .export_symbol(
+            "kernel_counter",
+            KERNEL_COUNTER.as_ptr() as u64,
+            8,
+            ExternalKind::Data,
+        )
+        .unwrap();
+    kernel
+}
+
+/// Tests sharing LOG and KERNEL_COUNTER run one at a time.
+static API_TESTS: Mutex<()> = Mutex::new(());
+
+#[test]
+fn modules_call_kernel_exports_and_run_their_entry_points() {
+    let _serial = API_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    for variant in ["gcc-pie", "clang"] {
+        LOG.lock().unwrap().clear();
+        KERNEL_COUNTER.store(40, Ordering::SeqCst);
+        let kernel = kernel_with_api();
+        let id = kernel.load_path(object(variant, "kernel_api.o")).unwrap();
+        assert_eq!(*LOG.lock().unwrap(), ["kernel_api: loaded"], "{variant}");
+        // SAFETY: `long kapi_log_twice(long)` in corpus/src/kernel/kernel_api.c.
+        let log_twice: extern "C" fn(i64) -> i64 =
+            unsafe { kernel.function(id, "kapi_log_twice") }.unwrap();
+        // 2 * x, plus 1 from the constructor, plus 1 from _load.
+        assert_eq!(log_twice(20), 42, "{variant}");
+        assert_eq!(KERNEL_COUNTER.load(Ordering::SeqCst), 42, "{variant}");
+        kernel.unload(id).unwrap();
+        assert_eq!(
+            LOG.lock().unwrap().last().map(String::as_str),
+            Some("kernel_api: unloading")
+        );
+        assert!(kernel.modules().is_empty());
+    }
+}
+
+#[test]
+fn nopic_module_writing_a_far_kernel_variable_is_refused_clearly() {
+    let _serial = API_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let kernel = kernel_with_api();
+    let err = kernel
+        .load_path(object("gcc-nopic", "kernel_api.o"))
+        .unwrap_err();
+    let text = err.to_string();
+    match err {
+        LoadError::Link(LinkError::OutOfRange { site, .. }) => {
+            assert_eq!(site.symbol, "kernel_counter");
+            assert_eq!(site.reloc, "R_X86_64_PC32");
+        }
+        other => panic!("expected an out-of-range error, got {other}"),
+    }
+    assert!(text.contains("-fPIE"), "{text}");
+    assert!(kernel.modules().is_empty());
+    assert!(
+        kernel.lookup("kapi_log_twice").is_none(),
+        "no export left behind"
+    );
+}
+
+#[test]
+fn calls_out_of_reach_go_through_stubs_and_work() {
+    // gcc's PIE zlib reaches no kernel data, so it is placed next to this program's code;
+    // libc is terabytes away, so its calls to memcpy and friends need stubs.
+    let kernel = Kernel::native().unwrap();
+    let zlib = kernel.load_path(object("gcc-pie", "zlib.o")).unwrap();
+    kernel
+        .load_path(object("gcc-pie", "zlib_driver.o"))
+        .unwrap();
+    let info = kernel.module_info(zlib).unwrap();
+    assert!(info.stubs_used > 0, "zlib used no stub at {:#x}", info.base);
+    let crc = kernel
+        .call_symbol("zlib_crc32", &[dlkm_loader::Arg::Str("hello".into())])
+        .unwrap();
+    assert_eq!(crc, 0x3610a686, "crc32 of \"hello\"");
+}
+
+/// Mappings of this process that are writable and executable at once.
+fn writable_and_executable() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let perms = l.split_whitespace().nth(1).unwrap_or("");
+            perms.contains('w') && perms.contains('x')
+        })
+        .map(String::from)
+        .collect()
+}
+
+fn mapped(base: u64) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split('-').next())
+        .any(|start| u64::from_str_radix(start, 16) == Ok(base))
+}
+
+#[test]
+fn images_are_never_writable_and_executable_and_unload_unmaps_them() {
+    let kernel = Kernel::native().unwrap();
+    let mut bases = Vec::new();
+    for variant in ["gcc-pie", "gcc-nopic", "clang"] {
+        for file in ["sqlite.o", "lua.o"] {
+            let path = object(variant, file);
+            let name = format!("{variant}-{file}");
+            let bytes = std::fs::read(&path).unwrap();
+            let id = kernel.load_bytes(&name, &bytes);
+            let id = match id {
+                Ok(id) => id,
+                // The same program twice in one kernel exports the same names.
+                Err(LoadError::DuplicateExport { .. }) => continue,
+                Err(e) => panic!("{name}: {e}"),
+            };
+            bases.push((id, kernel.module_info(id).unwrap().base));
+            assert_eq!(writable_and_executable(), Vec::<String>::new());
+        }
+    }
+    assert!(bases.len() >= 2);
+    for (id, base) in bases {
+        assert!(mapped(base));
+        kernel.unload(id).unwrap();
+        assert!(!mapped(base), "{base:#x} still mapped after unload");
+        assert_eq!(writable_and_executable(), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn duplicate_exports_are_refused_and_leave_the_first_module_intact() {
+    let kernel = Kernel::native().unwrap();
+    let a = kernel
+        .load_path(object("gcc-pie", "errors/dup_a.o"))
+        .unwrap();
+    let err = kernel
+        .load_path(object("gcc-pie", "errors/dup_b.o"))
+        .unwrap_err();
+    match &err {
+        LoadError::DuplicateExport { symbol, owner, .. } => {
+            assert_eq!(symbol, "dlkm_dup_symbol");
+            assert!(owner.contains("dup_a"), "{owner}");
+        }
+        other => panic!("expected DuplicateExport, got {other}"),
+    }
+    assert_eq!(kernel.modules().len(), 1);
+    let owner = kernel.lookup("dlkm_dup_symbol").unwrap().owner;
+    assert_eq!(owner, dlkm_loader::Owner::Module(a, "dup_a".into()));
+}
+
+#[test]
+fn undefined_symbols_are_all_named() {
+    let kernel = Kernel::native().unwrap();
+    let err = kernel
+        .load_path(object("gcc-pie", "errors/undefined.o"))
+        .unwrap_err();
+    match err {
+        LoadError::Link(LinkError::UndefinedSymbols { names, .. }) => assert_eq!(
+            names,
+            ["dlkm_missing_one", "dlkm_missing_three", "dlkm_missing_two"]
+        ),
+        other => panic!("expected UndefinedSymbols, got {other}"),
+    }
+    assert!(kernel.modules().is_empty());
+}
+
+#[test]
+fn thread_local_storage_is_refused_with_advice() {
+    let kernel = Kernel::native().unwrap();
+    let err = kernel
+        .load_path(object("gcc-pie", "errors/tls.o"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::Link(LinkError::UnsupportedRelocation { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("thread-local"), "{err}");
+}
+
+#[test]
+fn truncated_and_corrupted_real_objects_fail_cleanly() {
+    let kernel = Kernel::native().unwrap();
+    let bytes = std::fs::read(object("gcc-pie", "zlib.o")).unwrap();
+    for len in [
+        0,
+        4,
+        16,
+        63,
+        64,
+        100,
+        bytes.len() / 3,
+        bytes.len() / 2,
+        bytes.len() - 1,
+    ] {
+        assert!(
+            kernel.load_bytes("truncated", &bytes[..len]).is_err(),
+            "truncated to {len} bytes loaded"
+        );
+    }
+    // Corrupt every 97th byte in turn; whatever happens must be an Ok or an Err.
+    for at in (0..bytes.len()).step_by(97) {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0xff;
+        if let Ok(id) = kernel.load_bytes("corrupt", &bad) {
+            kernel.unload(id).unwrap();
+        }
+    }
+    assert!(kernel.modules().is_empty());
+}
