@@ -275,9 +275,14 @@ impl Kernel {
             options.copies = copies;
             layout = dlkm_linker::layout(&object, &options)?;
         }
-        let base = self
-            .machine
-            .reserve(layout.mapped_size(), layout.align, placement)?;
+        let size = layout.mapped_size();
+        let base = match self.machine.reserve(size, layout.align, placement) {
+            Err(_) if !layout.needs_low_address && placement == Placement::Low2GiB => {
+                let near = Placement::Near(self.machine.kernel_anchor());
+                self.machine.reserve(size, layout.align, near)?
+            }
+            reserved => reserved?,
+        };
         let published =
             self.publish(&state, &object, &layout, base)
                 .and_then(|(output, imports)| {
@@ -340,8 +345,9 @@ impl Kernel {
     /// Variables reached with 32-bit references (gcc's PIE code assumes copy relocations, and
     /// `-fno-pic` code uses nothing else) must be within 2 GiB of the module. A module that
     /// needs the low 2 GiB for its own absolute addresses can only get copies of the
-    /// variables the kernel allows to be copied; any other module is placed next to the first
-    /// such variable, so it uses the real one.
+    /// variables the kernel allows to be copied. A module that reaches far variables is placed
+    /// next to the first of them, so it uses the real one. Any other module goes below 2 GiB
+    /// too, where `-fno-pic` modules loaded later can reach its data.
     fn plan_placement(
         &self,
         state: &State,
@@ -352,18 +358,17 @@ impl Kernel {
             .short_reach_imports()
             .into_iter()
             .filter_map(|name| self.lookup_in(state, name))
-            .filter(|s| s.kind != ExternalKind::Function)
+            .filter(|s| s.kind != ExternalKind::Function && s.address >= LOW_LIMIT)
             .collect();
         if !needs_low_address {
-            let anchor = far_data
-                .first()
-                .map_or(self.machine.kernel_anchor(), |s| s.address);
-            return (Placement::Near(anchor), Vec::new());
+            return match far_data.first() {
+                Some(symbol) => (Placement::Near(symbol.address), Vec::new()),
+                None => (Placement::Low2GiB, Vec::new()),
+            };
         }
         let copies = far_data
             .into_iter()
-            .filter(|s| s.address >= LOW_LIMIT && s.size > 0)
-            .filter(|s| self.options.copyable.contains(&s.name))
+            .filter(|s| s.size > 0 && self.options.copyable.contains(&s.name))
             .map(|s| CopyRequest {
                 align: s.size.next_power_of_two().min(16),
                 size: s.size,

@@ -92,8 +92,8 @@ fn nopic_module_writing_a_far_kernel_variable_is_refused_clearly() {
 
 #[test]
 fn calls_out_of_reach_go_through_stubs_and_work() {
-    // gcc's PIE zlib reaches no kernel data, so it is placed next to this program's code;
-    // libc is terabytes away, so its calls to memcpy and friends need stubs.
+    // zlib reaches no kernel data, so it is placed below 2 GiB; libc is terabytes away, so its
+    // calls to memcpy and friends need stubs.
     let kernel = Kernel::native().unwrap();
     let zlib = kernel.load_path(object("gcc-pie", "zlib.o")).unwrap();
     kernel
