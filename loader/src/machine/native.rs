@@ -34,6 +34,8 @@ pub struct NativeMachine {
     page_size: u64,
     mappings: Mutex<BTreeMap<u64, Mapping>>,
     data: Mutex<HashMap<u64, Box<[u8]>>>,
+    /// Host symbols looked up so far: `dladdr1` scans a library's whole symbol table.
+    host_symbols: Mutex<HashMap<String, Option<ExternalSymbol>>>,
     /// Reads of arbitrary addresses go through this file, which fails instead of faulting.
     self_mem: Option<std::fs::File>,
 }
@@ -73,6 +75,7 @@ impl NativeMachine {
             page_size: if page > 0 { page as u64 } else { 4096 },
             mappings: Mutex::new(BTreeMap::new()),
             data: Mutex::new(HashMap::new()),
+            host_symbols: Mutex::new(HashMap::new()),
             self_mem: std::fs::File::open("/proc/self/mem").ok(),
         }
     }
@@ -322,44 +325,55 @@ impl Machine for NativeMachine {
     }
 
     fn host_symbol(&self, name: &str) -> Option<ExternalSymbol> {
-        let cname = CString::new(name).ok()?;
-        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
-        let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) };
-        if address.is_null() {
-            return None;
+        let mut cache = self.host_symbols.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = cache.get(name) {
+            return *known;
         }
-        let mut info: libc::Dl_info = libc::Dl_info {
-            dli_fname: std::ptr::null(),
-            dli_fbase: std::ptr::null_mut(),
-            dli_sname: std::ptr::null(),
-            dli_saddr: std::ptr::null_mut(),
-        };
-        let mut entry: *mut libc::c_void = std::ptr::null_mut();
-        // SAFETY: `info` and `entry` are valid out-parameters; RTLD_DL_SYMENT stores a pointer
-        // to the symbol's ELF entry in `entry`, which lives as long as the object stays loaded.
-        let found = unsafe { libc::dladdr1(address, &mut info, &mut entry, RTLD_DL_SYMENT) };
-        let (size, kind) = if found != 0 && !entry.is_null() {
-            // SAFETY: on success `entry` points to an ElfW(Sym) of the host's word size.
-            let sym = unsafe { &*(entry as *const libc::Elf64_Sym) };
-            let kind = match sym.st_info & 0xf {
-                1 => ExternalKind::Data,
-                2 | 10 => ExternalKind::Function,
-                _ => ExternalKind::Unknown,
-            };
-            (sym.st_size, kind)
-        } else {
-            (0, ExternalKind::Unknown)
-        };
-        Some(ExternalSymbol {
-            address: address as u64,
-            size,
-            kind,
-        })
+        let found = lookup_host_symbol(name);
+        cache.insert(name.to_string(), found);
+        found
     }
 
     fn kernel_anchor(&self) -> u64 {
         NativeMachine::new as fn() -> NativeMachine as usize as u64
     }
+}
+
+/// The process's dynamic symbol `name`, with the size and kind its ELF entry gives.
+fn lookup_host_symbol(name: &str) -> Option<ExternalSymbol> {
+    let cname = CString::new(name).ok()?;
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
+    let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) };
+    if address.is_null() {
+        return None;
+    }
+    let mut info: libc::Dl_info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    let mut entry: *mut libc::c_void = std::ptr::null_mut();
+    // SAFETY: `info` and `entry` are valid out-parameters; RTLD_DL_SYMENT stores a pointer
+    // to the symbol's ELF entry in `entry`, which lives as long as the object stays loaded.
+    let found = unsafe { libc::dladdr1(address, &mut info, &mut entry, RTLD_DL_SYMENT) };
+    let (size, kind) = if found != 0 && !entry.is_null() {
+        // SAFETY: on success `entry` points to an ElfW(Sym) of the host's word size.
+        let sym = unsafe { &*(entry as *const libc::Elf64_Sym) };
+        let kind = match sym.st_info & 0xf {
+            1 => ExternalKind::Data,
+            2 | 10 => ExternalKind::Function,
+            _ => ExternalKind::Unknown,
+        };
+        (sym.st_size, kind)
+    } else {
+        (0, ExternalKind::Unknown)
+    };
+    Some(ExternalSymbol {
+        address: address as u64,
+        size,
+        kind,
+    })
 }
 
 impl Drop for NativeMachine {
