@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
-    Link(#[from] dlkm_linker::LinkError),
+    Link(Box<dlkm_linker::LinkError>),
 
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -57,6 +57,12 @@ pub enum LoadError {
 
     #[error("call: {0}")]
     Call(String),
+}
+
+impl From<dlkm_linker::LinkError> for LoadError {
+    fn from(error: dlkm_linker::LinkError) -> Self {
+        LoadError::Link(Box::new(error))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

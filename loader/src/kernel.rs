@@ -92,6 +92,8 @@ pub struct ModuleInfo {
     pub refs: usize,
     /// Modules this one imports from.
     pub deps: Vec<String>,
+    /// Modules that import from this one.
+    pub users: Vec<String>,
     pub base: u64,
     pub size: u64,
     pub sections: Vec<SectionInfo>,
@@ -473,6 +475,7 @@ impl Kernel {
                 state: ModuleState::Loaded,
                 refs: 0,
                 deps: Vec::new(),
+                users: Vec::new(),
                 base,
                 size: layout.image_size,
                 sections,
@@ -552,12 +555,7 @@ impl Kernel {
                 .get(&id)
                 .ok_or_else(|| LoadError::NoSuchModule(id.to_string()))?;
             if module.info.refs > 0 {
-                let users: Vec<String> = state
-                    .modules
-                    .values()
-                    .filter(|m| m.dep_ids.contains(&id))
-                    .map(|m| m.info.name.clone())
-                    .collect();
+                let users = info_of(&state, id).map(|i| i.users).unwrap_or_default();
                 return Err(LoadError::Busy {
                     module: module.info.name.clone(),
                     reason: format!("used by {}", users.join(", ")),
@@ -600,15 +598,29 @@ impl Kernel {
     }
 
     pub fn modules(&self) -> Vec<ModuleInfo> {
-        self.state()
+        let state = self.state();
+        state
             .modules
-            .values()
-            .map(|m| m.info.clone())
+            .keys()
+            .filter_map(|&id| info_of(&state, id))
             .collect()
     }
 
     pub fn module_info(&self, id: ModuleId) -> Option<ModuleInfo> {
-        self.state().modules.get(&id).map(|m| m.info.clone())
+        info_of(&self.state(), id)
+    }
+
+    /// The kernel symbol table: the embedder's and the modules' exports, by name. (The host's
+    /// dynamic symbols are looked up on demand and not listed.)
+    pub fn exports(&self) -> Vec<KernelSymbol> {
+        let mut symbols: Vec<KernelSymbol> = self.state().exports.values().cloned().collect();
+        symbols.sort_by(|a, b| a.name.cmp(&b.name));
+        symbols
+    }
+
+    /// Pushes out what modules wrote to buffered output.
+    pub fn flush_output(&self) {
+        self.machine.flush_output();
     }
 
     /// A module's own symbols (exported and local), by address.
@@ -730,6 +742,18 @@ impl Drop for Kernel {
             }
         }
     }
+}
+
+/// A module's record with its users filled in from the others' dependencies.
+fn info_of(state: &State, id: ModuleId) -> Option<ModuleInfo> {
+    let mut info = state.modules.get(&id)?.info.clone();
+    info.users = state
+        .modules
+        .values()
+        .filter(|m| m.dep_ids.contains(&id))
+        .map(|m| m.info.name.clone())
+        .collect();
+    Some(info)
 }
 
 fn find_symbol(symbols: &[LinkedSymbol], name: &str) -> Option<u64> {

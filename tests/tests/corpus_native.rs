@@ -20,6 +20,8 @@ fn run_variant(variant: &str) {
             "{variant}: no check for {program}"
         );
     }
+    let total = checks.len();
+    let mut passed = 0;
     let mut failures = Vec::new();
     for (modules, checks) in by_module_set(checks) {
         let kernel = Kernel::native().unwrap();
@@ -30,7 +32,7 @@ fn run_variant(variant: &str) {
         }
         for check in checks {
             match kernel.call_symbol(&check.function, &check.args) {
-                Ok(value) if value as i64 == check.expected => {}
+                Ok(value) if value as i64 == check.expected => passed += 1,
                 Ok(value) => failures.push(format!(
                     "{variant} line {}: {} gave {}, native {}",
                     check.line,
@@ -55,6 +57,8 @@ fn run_variant(variant: &str) {
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(passed, total, "{variant}: every check ran and passed");
+    eprintln!("{variant}: {passed} checks passed");
 }
 
 #[test]

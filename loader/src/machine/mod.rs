@@ -71,4 +71,8 @@ pub trait Machine: Send + Sync {
 
     /// An address inside the kernel's own code, where modules are best placed.
     fn kernel_anchor(&self) -> u64;
+
+    /// Pushes out what module code has written to buffered output (C stdio), so that it
+    /// appears before whatever the caller prints next.
+    fn flush_output(&self);
 }

@@ -337,6 +337,13 @@ impl Machine for NativeMachine {
     fn kernel_anchor(&self) -> u64 {
         NativeMachine::new as fn() -> NativeMachine as usize as u64
     }
+
+    fn flush_output(&self) {
+        // SAFETY: fflush(NULL) flushes every open stdio stream and has no precondition.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+        }
+    }
 }
 
 /// The process's dynamic symbol `name`, with the size and kind its ELF entry gives.

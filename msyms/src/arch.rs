@@ -1,0 +1,60 @@
+//! The `--arch` choice: which machine modules run in (run mode) or which architecture an
+//! object must be built for (`link`).
+
+use dlkm_linker::ArchKind;
+use dlkm_loader::Kernel;
+
+use crate::error::CommandError;
+
+/// The architectures of the command-line contract. Some have no linker or machine yet; they
+/// are accepted here and refused with a reason where they are used, so scripts written for
+/// them fail with a clear message rather than a usage error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchChoice {
+    /// The architecture msyms itself runs on: modules run natively.
+    Host,
+    #[value(name = "x86_64")]
+    X86_64,
+    Aarch64,
+    Mips,
+    Mipsel,
+}
+
+impl ArchChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            ArchChoice::Host => "host",
+            ArchChoice::X86_64 => "x86_64",
+            ArchChoice::Aarch64 => "aarch64",
+            ArchChoice::Mips => "mips",
+            ArchChoice::Mipsel => "mipsel",
+        }
+    }
+
+    /// The linker's architecture, if the linker supports it.
+    pub fn kind(self) -> Option<ArchKind> {
+        match self {
+            ArchChoice::Host => ArchKind::host(),
+            other => ArchKind::from_name(other.name()),
+        }
+    }
+
+    /// A kernel whose modules run on this architecture. Only the host's own runs for now:
+    /// other architectures need the emulated machine.
+    pub fn kernel(self) -> Result<Kernel, CommandError> {
+        let host = ArchKind::host();
+        if host.is_none() || self.kind() != host {
+            return Err(CommandError::Arch {
+                arch: self.name().to_string(),
+                reason: format!(
+                    "modules for {} run in the emulated machine, and the emulated machine is \
+                     not available yet (the host is {})",
+                    self.name(),
+                    std::env::consts::ARCH
+                ),
+            });
+        }
+        Kernel::native()
+            .map_err(|source| CommandError::load("cannot start the native kernel", source))
+    }
+}

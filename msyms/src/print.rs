@@ -1,0 +1,194 @@
+//! The printers of msyms' outputs. Public so tests and embedders print exactly what the
+//! commands print; the formats of the table header and of a call's result are a contract.
+
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dlkm_linker::{ExternalKind, LinkedSymbol, SymbolType};
+use dlkm_loader::{KernelSymbol, ModuleInfo};
+
+/// The header of the `modules` table, as the contract spells it.
+pub const MODULES_HEADER: &str = "ID NAME TYPE STATE REFS DEPS BASE SIZE";
+
+/// The `modules` table: the header, then one module per line, fields separated by one space
+/// so the lines split like the header does.
+pub fn write_modules(out: &mut dyn Write, modules: &[ModuleInfo]) -> io::Result<()> {
+    writeln!(out, "{MODULES_HEADER}")?;
+    for m in modules {
+        writeln!(
+            out,
+            "{} {} {} {} {} {} {:#x} {:#x}",
+            m.id,
+            m.name,
+            m.module_type,
+            m.state,
+            m.refs,
+            name_list(&m.deps, ","),
+            m.base,
+            m.size
+        )?;
+    }
+    Ok(())
+}
+
+/// A module's symbols, one per line: address, size, kind, name; in the order given (the
+/// kernel gives them by address).
+pub fn write_symbols(out: &mut dyn Write, symbols: &[LinkedSymbol]) -> io::Result<()> {
+    for s in symbols {
+        writeln!(
+            out,
+            "{:#018x} {:#8x} {:<7} {}",
+            s.address,
+            s.size,
+            symbol_kind(s.ty),
+            s.name
+        )?;
+    }
+    Ok(())
+}
+
+/// Everything about one module; `now` is passed in
+/// so the age of the load is testable.
+pub fn write_stat(out: &mut dyn Write, module: &ModuleInfo, now: SystemTime) -> io::Result<()> {
+    let path = module
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "-".into());
+    writeln!(out, "module      {} (id {})", module.name, module.id)?;
+    writeln!(out, "path        {path}")?;
+    if let Some(absolute) = module.path.as_ref().and_then(|p| p.canonicalize().ok()) {
+        writeln!(out, "object      {}", absolute.display())?;
+    }
+    writeln!(out, "type        {}", module.module_type)?;
+    writeln!(out, "state       {}", module.state)?;
+    writeln!(out, "base        {:#x}", module.base)?;
+    writeln!(out, "size        {:#x}", module.size)?;
+    writeln!(out, "refs        {}", module.refs)?;
+    writeln!(out, "depends on  {}", name_list(&module.deps, ", "))?;
+    writeln!(out, "used by     {}", name_list(&module.users, ", "))?;
+    writeln!(out, "loaded at   {}", describe_time(module.loaded_at, now))?;
+    writeln!(out, "stubs used  {}", module.stubs_used)?;
+    writeln!(out, "GOT relaxed {}", module.got_relaxed)?;
+    writeln!(out, "copied      {}", name_list(&module.copied, ", "))?;
+    writeln!(out, "sections:")?;
+    for s in &module.sections {
+        writeln!(out, "  {:#018x} {:#8x} {}", s.address, s.size, s.name)?;
+    }
+    writeln!(out, "entry points:")?;
+    if module.entry_points.is_empty() {
+        writeln!(out, "  -")?;
+    }
+    for (name, address) in &module.entry_points {
+        writeln!(out, "  {address:#018x} {name}")?;
+    }
+    Ok(())
+}
+
+/// A kernel symbol table entry. Every entry is resolved for now; stubs of registered modules
+/// will show as `stub`.
+pub fn write_kernel_symbol(out: &mut dyn Write, symbol: &KernelSymbol) -> io::Result<()> {
+    writeln!(out, "name        {}", symbol.name)?;
+    writeln!(out, "address     {:#x}", symbol.address)?;
+    writeln!(out, "owner       {}", symbol.owner)?;
+    writeln!(out, "size        {:#x}", symbol.size)?;
+    writeln!(out, "kind        {}", external_kind(symbol.kind))?;
+    writeln!(out, "state       resolved")
+}
+
+/// The last line of `call`: the result as a signed decimal and as hex.
+pub fn format_result(value: u64) -> String {
+    format!("= {} ({value:#x})", value as i64)
+}
+
+pub fn symbol_kind(ty: SymbolType) -> String {
+    match ty {
+        SymbolType::NoType => "notype".into(),
+        SymbolType::Object => "object".into(),
+        SymbolType::Function => "func".into(),
+        SymbolType::Section => "section".into(),
+        SymbolType::File => "file".into(),
+        SymbolType::Tls => "tls".into(),
+        SymbolType::IFunc => "ifunc".into(),
+        SymbolType::Other(n) => format!("type{n}"),
+    }
+}
+
+pub fn external_kind(kind: ExternalKind) -> &'static str {
+    match kind {
+        ExternalKind::Function => "function",
+        ExternalKind::Data => "data",
+        ExternalKind::Unknown => "unknown",
+    }
+}
+
+/// Names joined by `separator`, or `-` when there are none, so a column is never empty.
+fn name_list(names: &[String], separator: &str) -> String {
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(separator)
+    }
+}
+
+/// `2024-05-01 12:00:00 UTC (3 s ago)`.
+fn describe_time(at: SystemTime, now: SystemTime) -> String {
+    let seconds = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let age = now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0);
+    format!("{} ({age} s ago)", utc_date_time(seconds))
+}
+
+/// Seconds since the epoch as a UTC date and time (the civil-from-days algorithm of Howard
+/// Hinnant's date library), to avoid a date crate for one line of `stat`.
+fn utc_date_time(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let time = seconds % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_signed_decimal_and_hex() {
+        assert_eq!(format_result(42), "= 42 (0x2a)");
+        assert_eq!(format_result(u64::MAX), "= -1 (0xffffffffffffffff)");
+        assert_eq!(format_result(0), "= 0 (0x0)");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc_date_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_date_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_date_time(1_700_000_000), "2023-11-14 22:13:20 UTC");
+    }
+
+    #[test]
+    fn empty_table_is_the_header() {
+        let mut out = Vec::new();
+        write_modules(&mut out, &[]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{MODULES_HEADER}\n")
+        );
+    }
+}

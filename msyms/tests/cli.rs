@@ -1,0 +1,472 @@
+//! The msyms command-line contract of DESIGN.md, checked on the real binary: exit statuses,
+//! `error: …` lines, `--keep-going`, scripts, the `modules` header, the last line of `call`,
+//! `link`, and the corpus answers computed through msyms.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use msyms::parse::quote;
+use msyms::print::MODULES_HEADER;
+
+/// What one run of msyms gave.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn last_line(&self) -> &str {
+        self.stdout.lines().last().unwrap_or("")
+    }
+
+    fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect()
+    }
+
+    /// Fails with everything msyms said, so a broken test explains itself.
+    fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit status\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+fn msyms(args: &[&str]) -> Run {
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_msyms"))
+        .args(args)
+        // Keep the prompt's history out of the real home directory.
+        .env("HOME", scratch_dir("home"))
+        .output()
+        .expect("cannot run msyms");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A directory of this test binary's own, under cargo's scratch space.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("msyms-cli")
+        .join(name);
+    std::fs::create_dir_all(&dir).expect("cannot create a scratch directory");
+    dir
+}
+
+fn write_scratch(name: &str, text: &str) -> PathBuf {
+    let path = scratch_dir("files").join(name);
+    std::fs::write(&path, text).expect("cannot write a scratch file");
+    path
+}
+
+fn corpus(variant: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus/x86_64")
+        .join(variant)
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("scratch paths are UTF-8")
+}
+
+#[test]
+fn modules_on_an_empty_kernel_is_the_header() {
+    for alias in ["modules", "ms", "mlist"] {
+        let run = msyms(&["-c", alias]);
+        run.expect(0);
+        assert_eq!(run.stdout, format!("{MODULES_HEADER}\n"));
+        assert_eq!(run.stdout, "ID NAME TYPE STATE REFS DEPS BASE SIZE\n");
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn help_lists_and_explains_commands() {
+    let run = msyms(&["-c", "help"]);
+    run.expect(0);
+    for command in [
+        "load", "unload", "modules", "stat", "msyms", "ksym", "call", "modpath", "help", "sleep",
+    ] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(command)),
+            "{command} missing from help:\n{}",
+            run.stdout
+        );
+    }
+    let run = msyms(&["-c", "help call"]);
+    run.expect(0);
+    assert!(run.stdout.contains("usage: call SYMBOL"), "{}", run.stdout);
+    assert!(run.stdout.contains("example: call "), "{}", run.stdout);
+    let run = msyms(&["-c", "help ms"]);
+    run.expect(0);
+    assert!(run.stdout.contains("usage: modules"), "{}", run.stdout);
+}
+
+#[test]
+fn unknown_command_fails_and_names_the_closest() {
+    let run = msyms(&["-c", "lod foo.o; modules"]);
+    run.expect(1);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(errors[0].contains("lod") && errors[0].contains("load"));
+    assert!(
+        run.stdout.is_empty(),
+        "ran on after a failure: {}",
+        run.stdout
+    );
+}
+
+#[test]
+fn first_failure_ends_the_run() {
+    let run = msyms(&["-c", "modules; unload nosuch; modules"]);
+    run.expect(1);
+    assert_eq!(run.stdout.matches(MODULES_HEADER).count(), 1);
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn keep_going_runs_on_and_still_fails() {
+    let run = msyms(&["--keep-going", "-c", "bogus; modules; call; call labs -7"]);
+    run.expect(1);
+    assert_eq!(run.error_lines().len(), 2, "{}", run.stderr);
+    assert!(run.stdout.contains(MODULES_HEADER));
+    assert_eq!(run.last_line(), "= 7 (0x7)");
+}
+
+#[test]
+fn call_host_functions() {
+    let cases = [
+        (r#"call strlen "hello""#, "= 5 (0x5)"),
+        ("call labs -7", "= 7 (0x7)"),
+        ("call labs 0x10", "= 16 (0x10)"),
+        (r#"call atol "-1""#, "= -1 (0xffffffffffffffff)"),
+        (r#"call strlen "a;b \"c\"""#, "= 7 (0x7)"),
+    ];
+    for (command, last) in cases {
+        let run = msyms(&["-c", command]);
+        run.expect(0);
+        assert_eq!(run.last_line(), last, "{command}");
+    }
+}
+
+/// What the callee prints through C stdio comes before the result, even into a pipe.
+#[test]
+fn callee_output_precedes_the_result() {
+    let run = msyms(&["-c", r#"call puts "from C"; modules"#]);
+    run.expect(0);
+    assert_eq!(run.stdout, format!("from C\n= 7 (0x7)\n{MODULES_HEADER}\n"));
+}
+
+#[test]
+fn call_errors() {
+    for command in ["call no_such_function_anywhere", "call labs seven", "call"] {
+        let run = msyms(&["-c", command]);
+        run.expect(1);
+        assert_eq!(run.error_lines().len(), 1, "{command}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn script_file_with_comments_and_blank_lines() {
+    let script = write_scratch(
+        "script.msyms",
+        "# a script\n\nmodules\n   # indented comment\ncall labs -42 # trailing comment\n",
+    );
+    let run = msyms(&[path_str(&script)]);
+    run.expect(0);
+    assert_eq!(run.stdout, format!("{MODULES_HEADER}\n= 42 (0x2a)\n"));
+
+    let failing = write_scratch("failing.msyms", "modules\n\nnot_a_command\nmodules\n");
+    let run = msyms(&[path_str(&failing)]);
+    run.expect(1);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(
+        errors[0].contains("failing.msyms:3"),
+        "no line number: {}",
+        errors[0]
+    );
+    assert_eq!(run.stdout.matches(MODULES_HEADER).count(), 1);
+
+    let run = msyms(&["--keep-going", path_str(&failing)]);
+    run.expect(1);
+    assert_eq!(run.stdout.matches(MODULES_HEADER).count(), 2);
+}
+
+#[test]
+fn missing_script_is_an_error() {
+    let run = msyms(&["/no/such/script.msyms"]);
+    run.expect(1);
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn other_architectures_wait_for_the_emulator() {
+    for arch in ["aarch64", "mips", "mipsel"] {
+        let run = msyms(&["--arch", arch, "-c", "modules"]);
+        run.expect(1);
+        assert!(
+            run.stderr.starts_with("error: ")
+                && run.stderr.contains("emulated machine is not available yet"),
+            "{arch}: {}",
+            run.stderr
+        );
+    }
+    msyms(&["--arch", "host", "-c", "modules"]).expect(0);
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    for args in [
+        &["--arch", "sparc", "-c", "modules"][..],
+        &["--no-such-option"],
+        &["-c", "modules", "script.msyms"],
+    ] {
+        let run = msyms(args);
+        run.expect(1);
+        assert!(run.stderr.starts_with("error:"), "{args:?}: {}", run.stderr);
+    }
+    msyms(&["--help"]).expect(0);
+}
+
+#[test]
+fn unterminated_string_is_an_error() {
+    let run = msyms(&["-c", r#"call strlen "abc"#]);
+    run.expect(1);
+    assert!(run.stderr.contains("unterminated"), "{}", run.stderr);
+}
+
+#[test]
+fn link_errors() {
+    let dir = scratch_dir("link-errors");
+    let map = dir.join("out.map");
+    let image = dir.join("out.img");
+    let (map, image) = (path_str(&map), path_str(&image));
+    let object = corpus("gcc-pie").join("funcptr.o");
+    let object = path_str(&object);
+    let cases: [&[&str]; 5] = [
+        &[
+            "link",
+            "/no/such.o",
+            "--base",
+            "0x100000",
+            "--map",
+            map,
+            "-o",
+            image,
+        ],
+        &["link", object, "--base", "zz", "--map", map, "-o", image],
+        &[
+            "link", object, "--base", "0x100010", "--map", map, "-o", image,
+        ],
+        &["link", object, "--base", "0x100000", "--map", map],
+        // strlen is undefined and only --defsym resolves.
+        &[
+            "link", object, "--base", "0x100000", "--map", map, "-o", image,
+        ],
+    ];
+    for args in cases {
+        let run = msyms(args);
+        run.expect(1);
+        assert!(run.stderr.starts_with("error:"), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn link_writes_image_and_map() {
+    let dir = scratch_dir("link");
+    let (map, image) = (dir.join("funcptr.map"), dir.join("funcptr.img"));
+    let object = corpus("gcc-pie").join("funcptr.o");
+    let base = 0x4000_0000u64;
+    let run = msyms(&[
+        "link",
+        path_str(&object),
+        "--base",
+        &format!("{base:#x}"),
+        "--defsym",
+        "strlen=0x7000000000",
+        "--map",
+        path_str(&map),
+        "-o",
+        path_str(&image),
+    ]);
+    run.expect(0);
+    let map = std::fs::read_to_string(&map).expect("no map written");
+    let mut end = base;
+    for line in map.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 3, "map line `{line}`");
+        let hex = |f: &str| {
+            assert!(f.starts_with("0x"), "map line `{line}`");
+            assert_eq!(f, f.to_lowercase(), "map line `{line}`");
+            u64::from_str_radix(&f[2..], 16).expect("map field is hex")
+        };
+        let (address, size) = (hex(fields[1]), hex(fields[2]));
+        assert!(address >= base, "map line `{line}`");
+        end = end.max(address + size);
+    }
+    assert!(map.lines().any(|l| l.starts_with(".text ")), "{map}");
+    assert!(map.lines().any(|l| l.starts_with("*stubs* ")), "{map}");
+    let image = std::fs::read(&image).expect("no image written");
+    assert_eq!(image.len() as u64, end - base);
+}
+
+/// One `MODULES : FUNCTION ARGS... = VALUE` line of an answers file.
+struct Answer {
+    modules: Vec<PathBuf>,
+    call: String,
+    value: i64,
+}
+
+fn read_answers(variant: &str) -> Vec<Answer> {
+    let dir = corpus(variant);
+    let path = dir.join("answers.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let (modules, rest) = line.split_once(" : ").expect("answer has ` : `");
+            let (call, value) = rest.rsplit_once(" = ").expect("answer has ` = `");
+            Answer {
+                modules: modules.split_whitespace().map(|m| dir.join(m)).collect(),
+                call: call.to_string(),
+                value: value.trim().parse().expect("answer value is an integer"),
+            }
+        })
+        .collect()
+}
+
+/// Every answer of a corpus variant, computed by msyms: one run per set of modules, loading
+/// them by path and calling as the answers file writes the calls.
+fn check_answers(variant: &str) {
+    let mut groups: BTreeMap<Vec<PathBuf>, Vec<Answer>> = BTreeMap::new();
+    for answer in read_answers(variant) {
+        groups
+            .entry(answer.modules.clone())
+            .or_default()
+            .push(answer);
+    }
+    assert!(groups.len() > 3, "{variant}: too few answers");
+    let mut failures = Vec::new();
+    for (modules, answers) in &groups {
+        let mut commands: Vec<String> = modules
+            .iter()
+            .map(|m| format!("load {}", quote(path_str(m))))
+            .collect();
+        commands.extend(answers.iter().map(|a| format!("call {}", a.call)));
+        let run = msyms(&["-c", &commands.join("; ")]);
+        let results: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("= ")).collect();
+        if run.code != Some(0) || results.len() != answers.len() {
+            failures.push(format!("{variant} {modules:?}: {}", run.stderr));
+            continue;
+        }
+        for (answer, result) in answers.iter().zip(results) {
+            let expected = msyms::print::format_result(answer.value as u64);
+            if result != expected {
+                failures.push(format!(
+                    "{variant}: call {}: {result}, native {expected}",
+                    answer.call
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn corpus_answers_gcc_pie() {
+    check_answers("gcc-pie");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn corpus_answers_gcc_nopic() {
+    check_answers("gcc-nopic");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn corpus_answers_clang() {
+    check_answers("clang");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn load_by_name_from_modpath_and_boot_file() {
+    let dir = corpus("gcc-pie");
+    let boot = write_scratch("boot.txt", "# modules to load at start\nswitch\n\n");
+    let run = msyms(&[
+        "--modpath",
+        "/",
+        "--modpath",
+        path_str(&dir),
+        "--boot",
+        path_str(&boot),
+        "--unload-delay",
+        "-1",
+        "-c",
+        "load funcptr.o; ms; stat funcptr; msyms funcptr; ksym fp_table_sum; call fp_table_sum 5; \
+         unload 1; unload funcptr; modules",
+    ]);
+    run.expect(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("loaded switch id=1 base=0x"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("loaded funcptr id=2 base=0x"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], MODULES_HEADER);
+    assert!(
+        lines[3].starts_with("1 switch misc loaded 0 - 0x"),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        lines[4].starts_with("2 funcptr misc loaded 0 - 0x"),
+        "{}",
+        lines[4]
+    );
+    for expected in ["sections:", ".text", "entry points:", "stubs used"] {
+        assert!(run.stdout.contains(expected), "stat lacks {expected}");
+    }
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.ends_with(" func    fp_table_sum")),
+        "msyms lacks fp_table_sum:\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("owner       module funcptr (id 2)"));
+    assert!(run.stdout.contains("= 12260096686969 (0xb2686b53b79)"));
+    assert!(run.stdout.contains("unloaded switch\nunloaded funcptr\n"));
+    assert_eq!(run.last_line(), MODULES_HEADER);
+}
+
+#[test]
+fn load_errors() {
+    let run = msyms(&["-c", "load no_module_of_this_name"]);
+    run.expect(1);
+    assert!(run.stderr.contains("module path"), "{}", run.stderr);
+    let run = msyms(&["-c", "load /no/such/dir/x.o"]);
+    run.expect(1);
+    assert!(run.stderr.contains("/no/such/dir/x.o"), "{}", run.stderr);
+}
