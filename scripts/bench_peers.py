@@ -64,34 +64,38 @@ def build(variant):
         ],
     }
     try:
-        run(["gcc", "-shared", "-o", OUT / "sqlite_module.so", *objects, "-lm"])
+        # -Bsymbolic: PIE code refers to its own globals directly, which a shared object may
+        # only do when its symbols cannot be interposed.
+        run(["gcc", "-shared", "-Wl,-Bsymbolic", "-o", OUT / "sqlite_module.so", *objects, "-lm"])
         commands["dlopen .so"] = [str(OUT / "dlopen_host"), str(OUT / "sqlite_module.so"), FUNCTION]
     except subprocess.CalledProcessError as e:
         print(f"note: these objects do not link as a shared object ({e.stderr.strip()[:200]})")
     if shutil.which("llvm-rtdyld"):
         (OUT / "main.o").unlink(missing_ok=True)
         run(["gcc", "-c", "-O2", "-o", OUT / "main.o", OUT / "main.c"])
-        commands["llvm-rtdyld -execute"] = ["llvm-rtdyld", "-execute", str(OUT / "main.o"), *map(str, objects)]
+        libs = ["--dylib=libc.so.6", "--dylib=libm.so.6"]
+        commands["llvm-rtdyld -execute"] = ["llvm-rtdyld", "-execute", *libs, str(OUT / "main.o"), *map(str, objects)]
     if shutil.which("llvm-jitlink"):
         commands["llvm-jitlink"] = ["llvm-jitlink", str(OUT / "main.o"), *map(str, objects)]
     return commands
 
 
 def measure(commands, runs):
+    """Medians need every run to succeed; a command that fails once is reported as failed."""
     times = {name: [] for name in commands}
     answers = {}
     for _ in range(runs):
-        for name, cmd in commands.items():
+        for name, cmd in list(commands.items()):
             start = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True)
             times[name].append(time.perf_counter() - start)
             if done.returncode != 0:
+                answers[name] = f"failed (status {done.returncode})"
                 times[name] = None
-                print(f"note: {name} failed: {done.stderr.strip()[:200]}", file=sys.stderr)
-                break
+                del commands[name]
+                continue
             answers[name] = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-        commands = {n: c for n, c in commands.items() if times[n] is not None}
-    return {n: t for n, t in times.items() if t}, answers
+    return times, answers
 
 
 def main():
@@ -101,13 +105,17 @@ def main():
     args = parser.parse_args()
     commands = build(args.variant)
     times, answers = measure(commands, args.runs)
-    reference = "dlopen .so" if "dlopen .so" in times else "linked normally"
+    reference = "dlopen .so" if times.get("dlopen .so") else "linked normally"
     ref = statistics.median(times[reference])
     print(f"SQLite query, {args.variant} objects, {args.runs} interleaved runs, whole process")
-    print(f"{'command':<24} {'median ms':>10} {'vs ' + reference:>18}  answer")
+    print(f"| command | median ms | vs {reference} | answer |")
+    print("|---|---:|---:|---|")
     for name, samples in times.items():
+        if not samples:
+            print(f"| {name} | – | – | {answers.get(name, '')} |")
+            continue
         median = statistics.median(samples)
-        print(f"{name:<24} {median * 1000:>10.2f} {median / ref:>17.2f}x  {answers.get(name, '')}")
+        print(f"| {name} | {median * 1000:.2f} | {median / ref:.2f}x | {answers.get(name, '')} |")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ impl Layout {
     }
 
     /// One line per placed piece, in address order: input sections by name, then the areas the
-    /// linker adds (`*stubs*`, `*got*`, `*common*`, `*copies*`).
+    /// linker adds (`*stubs*`, `*got*`, `*common*`, `*copy:NAME*`).
     pub fn map_entries(&self, object: &Object) -> Vec<(String, u64, u64)> {
         let mut entries: Vec<(String, u64, u64)> = self
             .section_offsets
@@ -132,7 +132,7 @@ impl Layout {
             entries.push(("*common*".into(), offset, size));
         }
         for (copy, offset) in &self.copies {
-            entries.push(("*copies*".into(), *offset, copy.size));
+            entries.push((format!("*copy:{}*", copy.name), *offset, copy.size));
         }
         entries.sort_by_key(|e| e.1);
         entries

@@ -71,6 +71,11 @@ fn modules_call_kernel_exports_and_run_their_entry_points() {
             LOG.lock().unwrap().last().map(String::as_str),
             Some("kernel_api: unloading")
         );
+        assert_eq!(
+            KERNEL_COUNTER.load(Ordering::SeqCst),
+            142,
+            "{variant}: the destructor ran at unload"
+        );
         assert!(kernel.modules().is_empty());
     }
 }

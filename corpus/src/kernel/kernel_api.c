@@ -5,7 +5,8 @@
  * not by answers.txt (a plain native kernel exports neither symbol).
  *
  * With kernel_counter at 40 before loading: the constructor and _load add one
- * each (42), and kapi_log_twice(20) logs twice and returns 2 * 20 + 1 + 1 = 42. */
+ * each (42), and kapi_log_twice(20) logs twice and returns 2 * 20 + 1 + 1 = 42.
+ * At unload the destructor adds 100, so the kernel sees its destructors ran. */
 
 extern void log_line(const char *line);
 extern long kernel_counter;
@@ -20,6 +21,11 @@ __attribute__((constructor)) static void kapi_init(void)
 {
     kapi_constructed = 1;
     kernel_counter++;
+}
+
+__attribute__((destructor)) static void kapi_fini(void)
+{
+    kernel_counter += 100;
 }
 
 int _load(void *arg)

@@ -364,7 +364,17 @@ fn lookup_host_symbol(name: &str) -> Option<ExternalSymbol> {
     // SAFETY: `info` and `entry` are valid out-parameters; RTLD_DL_SYMENT stores a pointer
     // to the symbol's ELF entry in `entry`, which lives as long as the object stays loaded.
     let found = unsafe { libc::dladdr1(address, &mut info, &mut entry, RTLD_DL_SYMENT) };
-    let (size, kind) = if found != 0 && !entry.is_null() {
+    // For a GNU indirect function dlsym returns the chosen implementation, which has no
+    // dynamic symbol of its own, so dladdr1 names a neighbour. Data is never indirect: such a
+    // symbol is a function of unknown size.
+    let names_it = found != 0
+        && !info.dli_sname.is_null()
+        && info.dli_saddr == address
+        // SAFETY: dladdr1 succeeded, so dli_sname is a NUL-terminated name in the object.
+        && unsafe { std::ffi::CStr::from_ptr(info.dli_sname) }.to_bytes() == name.as_bytes();
+    let (size, kind) = if !names_it {
+        (0, ExternalKind::Function)
+    } else if !entry.is_null() {
         // SAFETY: on success `entry` points to an ElfW(Sym) of the host's word size.
         let sym = unsafe { &*(entry as *const libc::Elf64_Sym) };
         let kind = match sym.st_info & 0xf {
