@@ -10,7 +10,7 @@ use object::{
     SymbolIndex, SymbolSection,
 };
 
-use crate::arch::ArchKind;
+use crate::arch::{Arch, ArchKind};
 use crate::error::{malformed, LinkError};
 
 /// Where a section goes in the image: the kinds are kept apart so each can get its own
@@ -163,6 +163,7 @@ impl<'data> Object<'data> {
             symbols,
         };
         object.attach_relocations(&file)?;
+        object.read_implicit_addends()?;
         Ok(object)
     }
 
@@ -201,6 +202,20 @@ impl<'data> Object<'data> {
                 });
             }
             self.sections[index].relocs = relocs;
+        }
+        Ok(())
+    }
+
+    /// REL objects keep addends in the relocated bytes: read them once, here, so every later
+    /// phase sees `addend` filled in whatever the format.
+    fn read_implicit_addends(&mut self) -> Result<(), LinkError> {
+        let object = &self.name;
+        for section in &mut self.sections {
+            if section.relocs.iter().any(|r| r.implicit_addend) {
+                let data = section.data;
+                crate::with_arch!(self.arch, A => A::implicit_addends(data, &mut section.relocs))
+                    .map_err(|e| malformed(object, format!("section {}: {e}", section.name)))?;
+            }
         }
         Ok(())
     }

@@ -35,6 +35,18 @@ macro_rules! with_arch {
                 type $A = $crate::arch::x86_64::X86_64;
                 $body
             }
+            $crate::arch::ArchKind::Aarch64 => {
+                type $A = $crate::arch::aarch64::Aarch64;
+                $body
+            }
+            $crate::arch::ArchKind::Mips { big_endian: true } => {
+                type $A = $crate::arch::mips::Mips<true>;
+                $body
+            }
+            $crate::arch::ArchKind::Mips { big_endian: false } => {
+                type $A = $crate::arch::mips::Mips<false>;
+                $body
+            }
         }
     };
 }

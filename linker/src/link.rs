@@ -2,7 +2,7 @@
 //! symbols, copy the sections, fill the stubs and GOT, then classify, compute, check and
 //! encode each relocation.
 
-use crate::arch::{Arch, Expr, Field, Range, RelocKind, StubUse};
+use crate::arch::{page, Arch, Expr, Field, RelocKind, StubUse};
 use crate::error::{LinkError, RelocSite};
 use crate::input::{Object, Reloc, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
@@ -412,7 +412,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         if kind.relaxable && symbol.address != 0 {
             if let Some(relax) = A::relax_got(kind, section_image, place) {
                 let value = s + a - p + relax.value_bias as i128;
-                if fits(kind.range, value) {
+                if kind.range.fits(value, p as u64) {
                     for &(delta, byte) in relax.edits {
                         section_image[(place as i64 + delta) as usize] = byte;
                     }
@@ -423,15 +423,23 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             }
         }
 
+        // GOT slots of architectures whose slots hold S + A take no second addend.
+        let slot_addend = if A::SLOT_INCLUDES_ADDEND { 0 } else { a };
+        let g = || self.need_got(section, reloc, got_slot());
         let mut value = match kind.expr {
             Expr::None => return Ok(Applied::Direct),
             Expr::Abs => s + a,
             Expr::Pc => s + a - p,
-            Expr::GotSlotPc => self.need_got(section, reloc, got_slot())? + a - p,
-            Expr::GotSlotOffset => self.need_got(section, reloc, got_slot())? - got_base + a,
+            Expr::GotSlotPc => g()? + slot_addend - p,
+            Expr::GotSlotOffset => g()? - got_base + slot_addend,
             Expr::GotBasePc => got_base + a - p,
             Expr::GotOffset => s + a - got_base,
             Expr::Size => symbol.size as i128 + a,
+            Expr::PagePc => page(s + a) - page(p),
+            Expr::GotSlot => g()?,
+            Expr::GotSlotPagePc => page(g()?) - page(p),
+            Expr::GotSlotPageOffset => g()? - page(got_base),
+            Expr::GpRel => s + a - A::global_pointer(self.layout, self.base) as i128,
         };
         let mut applied = Applied::Direct;
         let stub_serves = match kind.stub {
@@ -439,7 +447,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             StubUse::Branch => true,
             StubUse::FunctionAddress => symbol.is_function,
         };
-        if !fits(kind.range, value) && stub_serves {
+        if !kind.range.fits(value, p as u64) && stub_serves {
             if let Some(n) = slot(
                 &self.layout.stub_slots,
                 A::stub_key(reloc.symbol, reloc.addend),
@@ -448,12 +456,13 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 let addend_at_site = if A::SLOT_INCLUDES_ADDEND { 0 } else { a };
                 value = match kind.expr {
                     Expr::Pc => stub + addend_at_site - p,
+                    Expr::PagePc => page(stub + addend_at_site) - page(p),
                     _ => stub + addend_at_site,
                 };
                 applied = Applied::ViaStub;
             }
         }
-        self.check(section, reloc, kind, value, &symbol)?;
+        self.check(section, reloc, kind, value, p as u64, &symbol)?;
         self.encode(kind.field, &mut section_image[place..], value);
         Ok(applied)
     }
@@ -476,10 +485,11 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         reloc: &Reloc,
         kind: &RelocKind,
         value: i128,
+        place: u64,
         symbol: &Resolved,
     ) -> Result<(), LinkError> {
-        if !fits(kind.range, value) {
-            let (min, max) = kind.range.bounds().unwrap_or((0, 0));
+        if !kind.range.fits(value, place) {
+            let (min, max) = kind.range.bounds_at(place);
             return Err(LinkError::OutOfRange {
                 site: self.site(section, reloc),
                 value,
@@ -598,12 +608,6 @@ enum Applied {
     Direct,
     ViaStub,
     Relaxed,
-}
-
-fn fits(range: Range, value: i128) -> bool {
-    range
-        .bounds()
-        .is_none_or(|(min, max)| (min..=max).contains(&value))
 }
 
 fn write_data<A: Arch>(place: &mut [u8], field: Field, value: u64) {

@@ -2,20 +2,31 @@
 //! relocation type means, how an instruction field is encoded, and what a stub looks like.
 //! The walk over sections and relocations that uses them is written once, in `link.rs`.
 
+pub mod aarch64;
+pub mod mips;
 pub mod x86_64;
 
 use object::elf;
+
+use crate::input::Reloc;
 
 /// The architectures dlkm links for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ArchKind {
     X86_64,
+    Aarch64,
+    /// MIPS32, o32 ABI, in either byte order.
+    Mips {
+        big_endian: bool,
+    },
 }
 
 impl ArchKind {
     pub(crate) fn from_elf(machine: u16, is_64: bool, big_endian: bool) -> Option<Self> {
         match (machine, is_64, big_endian) {
             (elf::EM_X86_64, true, false) => Some(ArchKind::X86_64),
+            (elf::EM_AARCH64, true, false) => Some(ArchKind::Aarch64),
+            (elf::EM_MIPS, false, big_endian) => Some(ArchKind::Mips { big_endian }),
             _ => None,
         }
     }
@@ -24,12 +35,18 @@ impl ArchKind {
     pub fn name(self) -> &'static str {
         match self {
             ArchKind::X86_64 => "x86_64",
+            ArchKind::Aarch64 => "aarch64",
+            ArchKind::Mips { big_endian: true } => "mips",
+            ArchKind::Mips { big_endian: false } => "mipsel",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "x86_64" | "x86-64" | "amd64" => Some(ArchKind::X86_64),
+            "aarch64" | "arm64" => Some(ArchKind::Aarch64),
+            "mips" => Some(ArchKind::Mips { big_endian: true }),
+            "mipsel" => Some(ArchKind::Mips { big_endian: false }),
             _ => None,
         }
     }
@@ -38,6 +55,8 @@ impl ArchKind {
     pub fn host() -> Option<Self> {
         if cfg!(target_arch = "x86_64") {
             Some(ArchKind::X86_64)
+        } else if cfg!(target_arch = "aarch64") {
+            Some(ArchKind::Aarch64)
         } else {
             None
         }
@@ -45,20 +64,28 @@ impl ArchKind {
 
     pub fn address_bits(self) -> u32 {
         match self {
-            ArchKind::X86_64 => 64,
+            ArchKind::X86_64 | ArchKind::Aarch64 => 64,
+            ArchKind::Mips { .. } => 32,
         }
     }
 
     pub fn big_endian(self) -> bool {
-        false
+        matches!(self, ArchKind::Mips { big_endian: true })
     }
 
     /// The name of a raw relocation type, for messages.
     pub fn reloc_name(self, r_type: u32) -> String {
         match self {
             ArchKind::X86_64 => x86_64::reloc_name(r_type),
+            ArchKind::Aarch64 => aarch64::reloc_name(r_type),
+            ArchKind::Mips { .. } => mips::reloc_name(r_type),
         }
     }
+}
+
+/// `Page(x)` of the aarch64 psABI: the 4 KiB page an address is in.
+pub(crate) fn page(address: i128) -> i128 {
+    address & !0xfff
 }
 
 /// How the value of a relocation is computed (psABI notation: S symbol, A addend, P place,
@@ -81,11 +108,28 @@ pub enum Expr {
     GotOffset,
     /// Z + A
     Size,
+    /// Page(S + A) - Page(P)
+    PagePc,
+    /// G: the slot's own address (the encoder keeps the bits it needs)
+    GotSlot,
+    /// Page(G) - Page(P)
+    GotSlotPagePc,
+    /// G - Page(GOT)
+    GotSlotPageOffset,
+    /// S + A - GP, with GP the module's global pointer (MIPS)
+    GpRel,
 }
 
 impl Expr {
     pub(crate) fn uses_got_slot(self) -> bool {
-        matches!(self, Expr::GotSlotPc | Expr::GotSlotOffset)
+        matches!(
+            self,
+            Expr::GotSlotPc
+                | Expr::GotSlotOffset
+                | Expr::GotSlot
+                | Expr::GotSlotPagePc
+                | Expr::GotSlotPageOffset
+        )
     }
 }
 
@@ -97,7 +141,7 @@ pub enum Field {
     Data16,
     Data32,
     Data64,
-    #[allow(dead_code, reason = "instruction fields come with aarch64 and MIPS")]
+    /// An instruction field, numbered by the architecture.
     Insn(u8),
 }
 
@@ -122,6 +166,12 @@ pub enum Range {
     Unsigned(u32),
     /// Either signed or unsigned interpretation fits (`.long` of an address or a difference).
     Either(u32),
+    /// The value must lie in the same `2^bits`-byte region as `P + pc_bias` (MIPS `jal`
+    /// reaches only inside the 256 MiB region of its delay slot).
+    Region {
+        bits: u32,
+        pc_bias: u64,
+    },
 }
 
 impl Range {
@@ -132,6 +182,31 @@ impl Range {
             Range::Signed(bits) => Some((-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)),
             Range::Unsigned(bits) => Some((0, (1i128 << bits) - 1)),
             Range::Either(bits) => Some((-(1i128 << (bits - 1)), (1i128 << bits) - 1)),
+            Range::Region { .. } => None,
+        }
+    }
+
+    /// Whether `value`, to be encoded at `place`, fits.
+    pub(crate) fn fits(self, value: i128, place: u64) -> bool {
+        match self {
+            Range::Region { bits, pc_bias } => {
+                let region = |v: i128| v >> bits;
+                value >= 0 && region(value) == region(place.wrapping_add(pc_bias) as i128)
+            }
+            _ => self
+                .bounds()
+                .is_none_or(|(min, max)| (min..=max).contains(&value)),
+        }
+    }
+
+    /// The bounds for a message: the region's for [`Range::Region`].
+    pub(crate) fn bounds_at(self, place: u64) -> (i128, i128) {
+        match self {
+            Range::Region { bits, pc_bias } => {
+                let start = (place.wrapping_add(pc_bias) as i128 >> bits) << bits;
+                (start, start + (1i128 << bits) - 1)
+            }
+            _ => self.bounds().unwrap_or((0, 0)),
         }
     }
 }
@@ -254,4 +329,53 @@ pub(crate) trait Arch {
 
     /// Encodes an instruction field. Data fields never get here.
     fn encode_insn(_field: u8, _place: &mut [u8], _value: u64) {}
+
+    /// The addend an instruction field holds, for REL objects.
+    fn decode_insn(_field: u8, _place: &[u8]) -> i64 {
+        0
+    }
+
+    /// Fills in the addends of a REL section's relocations from the bytes they relocate.
+    /// Architectures whose addends span several relocations (MIPS HI16/LO16) override it.
+    /// `Err` says what is wrong, for a message naming the section.
+    fn implicit_addends(data: &[u8], relocs: &mut [Reloc]) -> Result<(), String> {
+        for reloc in relocs.iter_mut().filter(|r| r.implicit_addend) {
+            let Ok(kind) = Self::classify(reloc.r_type) else {
+                continue; // reported when the object is laid out
+            };
+            reloc.addend = read_field::<Self>(data, reloc.offset, kind.field)?;
+        }
+        Ok(())
+    }
+
+    /// The module's global pointer, for [`Expr::GpRel`], given the image's base.
+    fn global_pointer(_layout: &crate::Layout, _base: u64) -> u64 {
+        0
+    }
+}
+
+/// Reads the addend a field holds (sign-extended for data words).
+pub(crate) fn read_field<A: Arch + ?Sized>(
+    data: &[u8],
+    offset: u64,
+    field: Field,
+) -> Result<i64, String> {
+    let width = field.width();
+    let place = usize::try_from(offset)
+        .ok()
+        .and_then(|o| data.get(o..o.checked_add(width)?))
+        .ok_or_else(|| format!("relocation at {offset:#x} lies outside its section"))?;
+    if let Field::Insn(code) = field {
+        return Ok(A::decode_insn(code, place));
+    }
+    let mut bytes = [0u8; 8];
+    let value = if A::BIG_ENDIAN {
+        bytes[8 - width..].copy_from_slice(place);
+        i64::from_be_bytes(bytes)
+    } else {
+        bytes[..width].copy_from_slice(place);
+        i64::from_le_bytes(bytes)
+    };
+    let unused = 64 - 8 * width as u32;
+    Ok(value << unused >> unused)
 }
