@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use dlkm_loader::Arg;
 
+pub mod lld;
+
 /// The workspace's corpus directory.
 pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")

@@ -73,6 +73,11 @@ impl ArchKind {
         matches!(self, ArchKind::Mips { big_endian: true })
     }
 
+    /// What a raw relocation type means on this architecture; `None` for types dlkm refuses.
+    pub fn reloc_kind(self, r_type: u32) -> Option<&'static RelocKind> {
+        crate::with_arch!(self, A => A::classify(r_type).ok())
+    }
+
     /// The name of a raw relocation type, for messages.
     pub fn reloc_name(self, r_type: u32) -> String {
         match self {
@@ -147,7 +152,7 @@ pub enum Field {
 
 impl Field {
     /// Bytes the field occupies at the place.
-    pub(crate) fn width(self) -> usize {
+    pub fn width(self) -> usize {
         match self {
             Field::Data8 => 1,
             Field::Data16 => 2,
