@@ -78,8 +78,15 @@ pub fn script(object: &Object, layout: &Layout, base: u64, file_name: &str) -> O
     Some(text)
 }
 
-/// Links the object `bytes` (named `file_name` in `script`) with ld.lld; returns each output
-/// section `.dlkm.N`'s address and bytes by input section index N.
+/// What ld.lld made of an object.
+pub struct Output {
+    /// Each output section `.dlkm.N`'s address and bytes, by input section index N.
+    pub sections: BTreeMap<usize, (u64, Vec<u8>)>,
+    /// Its GOT's address and bytes.
+    pub got: Option<(u64, Vec<u8>)>,
+}
+
+/// Links the object `bytes` (named `file_name` in `script`) with ld.lld.
 pub fn link(
     arch: ArchKind,
     bytes: &[u8],
@@ -87,7 +94,7 @@ pub fn link(
     script: &str,
     defsyms: &BTreeMap<String, u64>,
     work: &Path,
-) -> Result<BTreeMap<usize, (u64, Vec<u8>)>, String> {
+) -> Result<Output, String> {
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     let script_path = work.join("layout.ld");
     let output = work.join("out.elf");
@@ -124,16 +131,21 @@ pub fn link(
     }
     let bytes = std::fs::read(&output).map_err(|e| e.to_string())?;
     let file = object::File::parse(&*bytes).map_err(|e| e.to_string())?;
-    let mut sections = BTreeMap::new();
+    let mut output = Output {
+        sections: BTreeMap::new(),
+        got: None,
+    };
     for section in file.sections() {
         let Ok(name) = section.name() else { continue };
-        let Some(index) = name.strip_prefix(".dlkm.").and_then(|n| n.parse().ok()) else {
-            continue;
-        };
         let data = section.uncompressed_data().map_err(|e| e.to_string())?;
-        sections.insert(index, (section.address(), data.into_owned()));
+        let contents = (section.address(), data.into_owned());
+        if name == ".got" {
+            output.got = Some(contents);
+        } else if let Some(index) = name.strip_prefix(".dlkm.").and_then(|n| n.parse().ok()) {
+            output.sections.insert(index, contents);
+        }
     }
-    Ok(sections)
+    Ok(output)
 }
 
 /// A copy of an ELF object with SHF_MERGE and SHF_STRINGS cleared from every section, so that
@@ -196,4 +208,36 @@ pub fn got_dependent_ranges(object: &Object, section: usize) -> Vec<std::ops::Ra
             })
         })
         .collect()
+}
+
+/// Where an x86_64 RIP-relative GOT reference at `offset` of a linked section leads: through
+/// the GOT slot it names, or straight to the target where the instruction was relaxed.
+/// `section` is the section's bytes at `section_address`; `got` the GOT's address and bytes.
+pub fn x86_64_got_target(
+    section: &[u8],
+    section_address: u64,
+    offset: usize,
+    addend: i64,
+    got: Option<(u64, &[u8])>,
+) -> Option<u64> {
+    let word = |bytes: &[u8], at: usize| -> Option<i64> {
+        Some(i32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as i64)
+    };
+    let place = section_address as i64 + offset as i64;
+    // A relaxed `jmp *foo@GOTPCREL(%rip)` became `jmp foo; nop`: its displacement moved back.
+    let relaxed_jump = offset >= 2 && section.get(offset - 2) == Some(&0xe9);
+    let address = if relaxed_jump {
+        (place - 1 + 4 + word(section, offset - 1)?) as u64
+    } else {
+        (place - addend + word(section, offset)?) as u64
+    };
+    match got {
+        Some((got_address, bytes))
+            if (got_address..got_address + bytes.len() as u64).contains(&address) =>
+        {
+            let at = (address - got_address) as usize;
+            Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        }
+        _ => Some(address),
+    }
 }

@@ -1,13 +1,19 @@
 //! Every corpus object, linked by dlkm and by ld.lld at the same addresses, gives the same bytes
 //! in every compared section. GOT-dependent fields are left out of the byte comparison (the two
-//! linkers lay out their GOTs independently); `.eh_frame` and notes are left out because ld.lld
-//! rewrites them (merging CIEs, synthesising notes).
+//! linkers lay out their GOTs independently); instead each x86_64 GOT reference must reach the
+//! same target in both, through the GOT or relaxed. `.eh_frame` and notes are left out because
+//! ld.lld rewrites them (merging CIEs, synthesising notes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dlkm_linker::{layout, link, ExternalKind, ExternalSymbol, LayoutOptions, Object, SymbolDef};
+use dlkm_linker::{
+    layout, link, Expr, ExternalKind, ExternalSymbol, LayoutOptions, Object, SymbolDef,
+};
 use dlkm_tests::{corpus_dir, lld};
+
+/// GOT references whose targets were compared, so the check is known to have run.
+static GOT_SITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Where the images go: 256 MiB aligned, so MIPS `jal` reaches the whole region.
 const BASE: u64 = 0x1000_0000;
@@ -77,7 +83,8 @@ fn compare(path: &Path, work: &Path) -> Result<bool, String> {
     let Some(script) = lld::script(&object, &layout, BASE, &file_name) else {
         return Ok(false);
     };
-    let theirs = lld::link(object.arch, &bytes, &file_name, &script, &defsyms, work)?;
+    let lld_output = lld::link(object.arch, &bytes, &file_name, &script, &defsyms, work)?;
+    let theirs = &lld_output.sections;
 
     let mut problems = Vec::new();
     for (index, offset) in layout.section_offsets.iter().enumerate() {
@@ -122,6 +129,30 @@ fn compare(path: &Path, work: &Path) -> Result<bool, String> {
                 "{}+{at:#x}: dlkm {a:#04x}, ld.lld {b:#04x}{reloc}",
                 section.name
             ));
+        }
+        if object.arch == dlkm_linker::ArchKind::X86_64 {
+            let our_got = Some((
+                BASE + layout.got.offset,
+                &image[layout.got.offset as usize..(layout.got.offset + layout.got.size) as usize],
+            ));
+            let lld_got = lld_output.got.as_ref().map(|(a, b)| (*a, b.as_slice()));
+            for reloc in &section.relocs {
+                let kind = object.arch.reloc_kind(reloc.r_type);
+                if !kind.is_some_and(|k| k.expr == Expr::GotSlotPc && k.field.width() == 4) {
+                    continue;
+                }
+                let at = reloc.offset as usize;
+                GOT_SITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mine = lld::x86_64_got_target(ours, BASE + offset, at, reloc.addend, our_got);
+                let lld = lld::x86_64_got_target(lld_bytes, *address, at, reloc.addend, lld_got);
+                if mine != lld || mine.is_none() {
+                    problems.push(format!(
+                        "{}+{at:#x}: GOT reference to {} reaches {mine:#x?}, ld.lld's {lld:#x?}",
+                        section.name,
+                        object.symbol_display_name(reloc.symbol)
+                    ));
+                }
+            }
         }
         if ours.len() != lld_bytes.len() {
             problems.push(format!(
@@ -168,4 +199,7 @@ fn compare_arch(arch: &str) {
 #[test]
 fn x86_64_corpus_links_like_lld() {
     compare_arch("x86_64");
+    let sites = GOT_SITES.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("x86_64: {sites} GOT references reach the same targets");
+    assert!(sites >= 50, "only {sites} GOT references compared");
 }
