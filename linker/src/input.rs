@@ -257,6 +257,10 @@ fn parse_sections<'data>(
     file: &object::File<'data>,
 ) -> Result<Vec<Section<'data>>, LinkError> {
     let mut sections: Vec<Section<'data>> = Vec::new();
+    let is_mips = matches!(
+        file.architecture(),
+        object::Architecture::Mips | object::Architecture::Mips64
+    );
     for section in file.sections() {
         let index = section.index().0;
         while sections.len() <= index {
@@ -273,7 +277,7 @@ fn parse_sections<'data>(
             return Err(malformed(name, "section without ELF flags"));
         };
         let section_name = section.name().map_err(|e| malformed(name, e))?;
-        let kind = classify_section(sh_flags, section.kind());
+        let kind = classify_section(sh_flags, section.kind(), is_mips);
         let align = section.align().max(1);
         if !align.is_power_of_two() {
             return Err(malformed(
@@ -299,9 +303,25 @@ fn parse_sections<'data>(
     Ok(sections)
 }
 
-fn classify_section(sh_flags: u64, kind: object::SectionKind) -> Option<SectionKind> {
+/// `.MIPS.abiflags`, which the `object` crate does not name.
+const SHT_MIPS_ABIFLAGS: u32 = 0x7000_002a;
+
+/// Allocated MIPS sections that tell a static linker about the object rather than hold
+/// anything the code uses (register usage, ABI flags); a linker merges them into its own.
+fn is_mips_metadata(kind: object::SectionKind) -> bool {
+    matches!(
+        kind,
+        object::SectionKind::Elf(elf::SHT_MIPS_REGINFO | elf::SHT_MIPS_OPTIONS | SHT_MIPS_ABIFLAGS)
+    )
+}
+
+fn classify_section(
+    sh_flags: u64,
+    kind: object::SectionKind,
+    is_mips: bool,
+) -> Option<SectionKind> {
     let flags = sh_flags as u32;
-    if flags & elf::SHF_ALLOC == 0 {
+    if flags & elf::SHF_ALLOC == 0 || (is_mips && is_mips_metadata(kind)) {
         return None;
     }
     if flags & elf::SHF_TLS != 0 {

@@ -114,6 +114,21 @@ struct Resolved {
     size: u64,
     is_function: bool,
     external: bool,
+    /// An undefined weak symbol nothing provides (address 0).
+    undefined_weak: bool,
+}
+
+impl Resolved {
+    /// A plain address: no size, not a function, defined by the module itself.
+    fn at(address: u64) -> Self {
+        Resolved {
+            address,
+            size: 0,
+            is_function: false,
+            external: false,
+            undefined_weak: false,
+        }
+    }
 }
 
 struct Linker<'a, 'data, A: Arch> {
@@ -178,47 +193,32 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         let mut imports = Vec::new();
         let mut symbols = Vec::with_capacity(object.symbols.len());
         for (index, symbol) in object.symbols.iter().enumerate() {
+            let own = |address: u64| Resolved {
+                size: symbol.size,
+                is_function: symbol.ty == SymbolType::Function,
+                ..Resolved::at(address)
+            };
             let resolved = match symbol.def {
-                SymbolDef::Section(s) => self.layout.section_offsets[s].map(|off| Resolved {
-                    address: self.at(off) + symbol.value,
-                    size: symbol.size,
-                    is_function: symbol.ty == SymbolType::Function,
-                    external: false,
-                }),
-                SymbolDef::Absolute => Some(Resolved {
-                    address: symbol.value,
-                    size: symbol.size,
-                    is_function: symbol.ty == SymbolType::Function,
-                    external: false,
-                }),
+                SymbolDef::Section(s) => {
+                    self.layout.section_offsets[s].map(|off| own(self.at(off) + symbol.value))
+                }
+                SymbolDef::Absolute => Some(own(symbol.value)),
                 SymbolDef::Common { .. } => {
                     let offset = self.layout.common_offsets[&(index as u32)];
                     Some(Resolved {
-                        address: self.at(offset),
                         size: symbol.size,
-                        is_function: false,
-                        external: false,
+                        ..Resolved::at(self.at(offset))
                     })
                 }
-                SymbolDef::Undefined if index == 0 => Some(Resolved {
-                    address: 0,
-                    size: 0,
-                    is_function: false,
-                    external: false,
-                }),
+                SymbolDef::Undefined if index == 0 => Some(Resolved::at(0)),
                 SymbolDef::Undefined if !referenced[index] => None,
                 SymbolDef::Undefined if symbol.name == GOT_SYMBOL => Some(Resolved {
-                    address: self.at(self.layout.got.offset),
                     size: self.layout.got.size,
-                    is_function: false,
-                    external: false,
+                    ..Resolved::at(self.at(self.layout.got.offset))
                 }),
-                SymbolDef::Undefined if symbol.name == DSO_HANDLE_SYMBOL => Some(Resolved {
-                    address: self.base,
-                    size: 0,
-                    is_function: false,
-                    external: false,
-                }),
+                SymbolDef::Undefined if symbol.name == DSO_HANDLE_SYMBOL => {
+                    Some(Resolved::at(self.base))
+                }
                 SymbolDef::Undefined => {
                     let found = self.resolve_external(resolver, symbol.name);
                     imports.push(Import {
@@ -227,16 +227,14 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                     });
                     match found {
                         Some(ext) => Some(Resolved {
-                            address: ext.address,
                             size: ext.size,
                             is_function: ext.kind == crate::ExternalKind::Function,
                             external: true,
+                            ..Resolved::at(ext.address)
                         }),
                         None if symbol.weak => Some(Resolved {
-                            address: 0,
-                            size: 0,
-                            is_function: false,
-                            external: false,
+                            undefined_weak: true,
+                            ..Resolved::at(0)
                         }),
                         None => {
                             missing.push(symbol.name.to_string());
@@ -394,9 +392,16 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 site: self.site(section, reloc),
                 detail: "the symbol is not in a loaded section".into(),
             })?;
-        let s = symbol.address as i128;
         let a = reloc.addend as i128;
         let p = self.at(section_offset + reloc.offset) as i128;
+        let s = match A::undefined_weak_address(kind, p as u64) {
+            Some(stand_in)
+                if symbol.undefined_weak && matches!(kind.expr, Expr::Pc | Expr::PagePc) =>
+            {
+                stand_in as i128
+            }
+            _ => symbol.address as i128,
+        };
         let got_base = self.at(self.layout.got.offset) as i128;
         let slot =
             |slots: &std::collections::BTreeMap<(u32, i64), u64>, key| slots.get(&key).copied();

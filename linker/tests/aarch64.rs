@@ -944,6 +944,43 @@ fn got_page_and_lo12_address_the_slot() {
 }
 
 #[test]
+fn undefined_weak_branches_fall_through_and_pc_relatives_see_the_place() {
+    // AAELF64 (and ld.lld): with the image far above 128 MiB, a branch to an absent weak
+    // function continues with the next instruction, needing no veneer; other PC-relative
+    // references take S = P, so they hold the bare addend.
+    let code = [
+        BL, B, B_EQ, TBZ_W0_3, CBZ_X0, ADR_X2, ADRP_X0, LDR_LIT_X1, RET,
+    ];
+    let mut b = Builder::new(&code).with_data(&[0; 8]);
+    let absent = b.weak_undefined("absent");
+    let kinds = [R_CALL26, R_JUMP26, R_CONDBR19, R_TSTBR14, R_CONDBR19];
+    for (i, r_type) in kinds.into_iter().enumerate() {
+        b.reloc(4 * i as u64, absent, 0, r_type);
+    }
+    b.reloc(20, absent, 8, R_ADR_PREL_LO21);
+    b.reloc(24, absent, 0, R_ADR_PREL_PG_HI21);
+    b.reloc(28, absent, 0, R_LD_PREL_LO19);
+    b.data_reloc(0, absent, 12, R_PREL32);
+    let l = link_at(&b.bytes(), &[]).unwrap();
+    assert_eq!(l.output.stubs_used, 0, "no veneer to address 0");
+    assert_eq!(branch26_target(l.text_word(0), l.text), l.text + 4);
+    assert_eq!(branch26_target(l.text_word(4), l.text + 4), l.text + 8);
+    for offset in [8, 16] {
+        let place = l.text + offset;
+        assert_eq!(imm19_target(l.text_word(offset), place), place + 4);
+    }
+    assert_eq!(
+        (l.text_word(12) >> 5) & 0x3fff,
+        1,
+        "tbz to the next instruction"
+    );
+    assert_eq!(adr_imm(l.text_word(20)), 8, "adr: the addend");
+    assert_eq!(adrp_target(l.text_word(24), l.text + 24), page(l.text + 24));
+    assert_eq!(imm19_target(l.text_word(28), l.text + 28), l.text + 28);
+    assert_eq!(l.word(l.data), 12, "PREL32: the addend");
+}
+
+#[test]
 fn data_relocations() {
     let mut b = Builder::new(&[RET, RET]).with_data(&[0; 64]);
     let f = b.function("f", 4);

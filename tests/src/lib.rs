@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use dlkm_loader::Arg;
 
+pub mod compare;
 pub mod lld;
 
 /// The workspace's corpus directory.

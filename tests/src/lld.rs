@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use dlkm_linker::{ArchKind, Expr, Layout, Object};
-use object::read::{Object as _, ObjectSection as _};
+use dlkm_linker::{ArchKind, Layout, Object};
+use object::read::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 /// The emulation ld.lld needs for an architecture.
 fn emulation(arch: ArchKind) -> &'static str {
@@ -84,6 +84,8 @@ pub struct Output {
     pub sections: BTreeMap<usize, (u64, Vec<u8>)>,
     /// Its GOT's address and bytes.
     pub got: Option<(u64, Vec<u8>)>,
+    /// The value it gave `_gp` (MIPS), if any.
+    pub gp: Option<u64>,
 }
 
 /// Links the object `bytes` (named `file_name` in `script`) with ld.lld.
@@ -113,6 +115,13 @@ pub fn link(
             "--build-id=none",
         ])
         .args(["-z", "norelro", "-z", "noexecstack", "--no-gc-sections"])
+        // dlkm rewrites no aarch64 instruction pairs (ADRP+ADD to ADR, ADRP+LDR to ADRP+ADD);
+        // x86_64's GOTPCRELX relaxations are compared, so they stay on there.
+        .args(if arch == ArchKind::Aarch64 {
+            &["--no-relax"][..]
+        } else {
+            &[]
+        })
         .arg("-T")
         .arg(&script_path)
         .arg("-o")
@@ -134,6 +143,10 @@ pub fn link(
     let mut output = Output {
         sections: BTreeMap::new(),
         got: None,
+        gp: file
+            .symbols()
+            .find(|s| s.name() == Ok("_gp"))
+            .map(|s| s.address()),
     };
     for section in file.sections() {
         let Ok(name) = section.name() else { continue };
@@ -180,34 +193,6 @@ fn unmerged(bytes: &[u8]) -> Result<Vec<u8>, String> {
         *copy.get_mut(low).ok_or_else(bad)? &= !SHF_MERGE_STRINGS;
     }
     Ok(copy)
-}
-
-/// Byte ranges of a section whose contents depend on GOT placement, which the two linkers
-/// choose independently: the fields of GOT-relative relocations (and, for relaxable ones, the
-/// opcode bytes before them that a relaxation rewrites).
-pub fn got_dependent_ranges(object: &Object, section: usize) -> Vec<std::ops::Range<usize>> {
-    object.sections[section]
-        .relocs
-        .iter()
-        .filter_map(|reloc| {
-            let kind = object.arch.reloc_kind(reloc.r_type)?;
-            let got = matches!(
-                kind.expr,
-                Expr::GotSlotPc
-                    | Expr::GotSlotOffset
-                    | Expr::GotBasePc
-                    | Expr::GotOffset
-                    | Expr::GotSlot
-                    | Expr::GotSlotPagePc
-                    | Expr::GotSlotPageOffset
-            );
-            got.then(|| {
-                let start = reloc.offset as usize;
-                let before = if kind.relaxable { 2 } else { 0 };
-                start.saturating_sub(before)..start + kind.field.width() + before
-            })
-        })
-        .collect()
 }
 
 /// Where an x86_64 RIP-relative GOT reference at `offset` of a linked section leads: through

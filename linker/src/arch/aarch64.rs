@@ -732,6 +732,17 @@ impl Arch for Aarch64 {
         }
     }
 
+    /// AAELF64 §5.7.10 (as lld): B, BL, B.cond and TBZ to an undefined weak symbol continue
+    /// with the next instruction; other PC-relative references see S = P.
+    fn undefined_weak_address(kind: &RelocKind, place: u64) -> Option<u64> {
+        let branches = [&CALL26, &JUMP26, &CONDBR19, &TSTBR14];
+        Some(if branches.iter().any(|b| b.name == kind.name) {
+            place.wrapping_add(4)
+        } else {
+            place
+        })
+    }
+
     fn encode_insn(field: u8, place: &mut [u8], value: u64) {
         let (Some(field), Some(bytes)) = (Insn::from_code(field), place.first_chunk_mut::<4>())
         else {

@@ -78,6 +78,11 @@ impl ArchKind {
         crate::with_arch!(self, A => A::classify(r_type).ok())
     }
 
+    /// The module's global pointer (MIPS `_gp`) for an image at `base`; 0 where there is none.
+    pub fn global_pointer(self, layout: &crate::Layout, base: u64) -> u64 {
+        crate::with_arch!(self, A => A::global_pointer(layout, base))
+    }
+
     /// The name of a raw relocation type, for messages.
     pub fn reloc_name(self, r_type: u32) -> String {
         match self {
@@ -351,6 +356,14 @@ pub(crate) trait Arch {
             reloc.addend = read_field::<Self>(data, reloc.offset, kind.field)?;
         }
         Ok(())
+    }
+
+    /// The address a PC-relative reference to an undefined weak symbol takes for S, where the
+    /// psABI does not leave it at 0 (AAELF64: a branch goes on with the next instruction, any
+    /// other PC-relative value is the bare addend), so that it needs no stub and cannot
+    /// overflow.
+    fn undefined_weak_address(_kind: &RelocKind, _place: u64) -> Option<u64> {
+        None
     }
 
     /// The module's global pointer, for [`Expr::GpRel`], given the image's base.
