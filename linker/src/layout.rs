@@ -88,6 +88,10 @@ pub struct Layout {
     pub(crate) got_entry_size: u64,
     /// Some relocation stores the module's own address in 32 bits.
     pub needs_low_address: bool,
+    /// The image must lie inside one aligned block of this many bytes: MIPS `jal` reaches only
+    /// within the 256 MiB region it sits in, so a module's calls to its own functions break
+    /// if the module straddles two regions. The loader's placement honours it.
+    pub region_size: Option<u64>,
 }
 
 impl Layout {
@@ -172,7 +176,12 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
         object: object.name.clone(),
         detail: "sections add up to more than the address space".into(),
     };
-    let (stub_slots, got_slots, needs_low_address) = count_slots::<A>(object)?;
+    let SlotCount {
+        stubs: stub_slots,
+        got: got_slots,
+        needs_low_address,
+        region_size,
+    } = count_slots::<A>(object)?;
 
     let mut section_offsets = vec![None; object.sections.len()];
     let mut common_offsets = BTreeMap::new();
@@ -257,12 +266,14 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
         &common_offsets,
         &copies,
     );
-    if cursor.offset > options.max_image_size {
+    // A module that must fit one jump region cannot be larger than it.
+    let limit = region_size.map_or(options.max_image_size, |r| r.min(options.max_image_size));
+    if cursor.offset > limit {
         return Err(LinkError::Unsupported {
             object: object.name.clone(),
             what: format!(
-                "an image of {:#x} bytes (the limit is {:#x})",
-                cursor.offset, options.max_image_size
+                "an image of {:#x} bytes (the limit is {limit:#x})",
+                cursor.offset
             ),
         });
     }
@@ -281,6 +292,7 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
         stub_size: A::STUB_SIZE,
         got_entry_size: A::GOT_ENTRY_SIZE,
         needs_low_address,
+        region_size,
     })
 }
 
@@ -315,11 +327,12 @@ fn number(keys: std::collections::BTreeSet<SlotKey>) -> BTreeMap<SlotKey, u64> {
         .collect()
 }
 
-type SlotCount = (
-    std::collections::BTreeSet<SlotKey>,
-    std::collections::BTreeSet<SlotKey>,
-    bool,
-);
+struct SlotCount {
+    stubs: std::collections::BTreeSet<SlotKey>,
+    got: std::collections::BTreeSet<SlotKey>,
+    needs_low_address: bool,
+    region_size: Option<u64>,
+}
 
 /// The worst case of stubs and GOT slots (Linux's count_plts): one per distinct key a branch or
 /// GOT relocation names, whether or not the target turns out to be in reach.
@@ -327,6 +340,7 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
     let mut stubs = std::collections::BTreeSet::new();
     let mut got = std::collections::BTreeSet::new();
     let mut needs_low = false;
+    let mut region_size = None;
     for section in object.sections.iter().filter(|s| s.kind.is_some()) {
         for reloc in &section.relocs {
             let kind =
@@ -342,6 +356,9 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
                 })?;
             let symbol = &object.symbols[reloc.symbol as usize];
             needs_low |= kind.needs_low_address;
+            if let crate::Range::Region { bits, .. } = kind.range {
+                region_size = Some(1u64 << bits);
+            }
             if kind.stub != StubUse::Never
                 && symbol.def == SymbolDef::Undefined
                 && reloc.symbol != 0
@@ -354,7 +371,12 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
             }
         }
     }
-    Ok((stubs, got, needs_low))
+    Ok(SlotCount {
+        stubs,
+        got,
+        needs_low_address: needs_low,
+        region_size,
+    })
 }
 
 impl Object<'_> {

@@ -500,6 +500,11 @@ fn a_local_jal_across_a_region_boundary_is_an_error() {
     let bytes = b.bytes();
     let object = Object::parse("test.o", &bytes).unwrap();
     let layout = layout(&object, &LayoutOptions::default()).unwrap();
+    assert_eq!(
+        layout.region_size,
+        Some(0x1000_0000),
+        "the layout tells the loader not to do this"
+    );
     let text_offset = layout
         .section_offsets
         .iter()
