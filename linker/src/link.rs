@@ -199,9 +199,19 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 ..Resolved::at(address)
             };
             let resolved = match symbol.def {
-                SymbolDef::Section(s) => {
-                    self.layout.section_offsets[s].map(|off| own(self.at(off) + symbol.value))
-                }
+                SymbolDef::Section(s) => match self.layout.section_offsets[s] {
+                    Some(off) => Some(own(self.at(off).checked_add(symbol.value).ok_or_else(
+                        || LinkError::BadSymbol {
+                            object: object.name.clone(),
+                            symbol: symbol.name.to_string(),
+                            detail: format!(
+                                "its value {:#x} puts it past the end of the address space",
+                                symbol.value
+                            ),
+                        },
+                    )?)),
+                    None => None,
+                },
                 SymbolDef::Absolute => Some(own(symbol.value)),
                 SymbolDef::Common { .. } => {
                     let offset = self.layout.common_offsets[&(index as u32)];
