@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The full test suite: formatting, lints, and every test of the workspace.
-# Installs what the tests need on a fresh machine of this kind (lld); the corpus objects are
-# committed, so no C compiler is needed to run the tests.
+# The full test suite: formatting, lints, every test of the workspace, and a short fuzzing run.
+# Installs what the tests need on a fresh machine of this kind (lld; the nightly toolchain and
+# cargo-fuzz, through scripts/fuzz.sh); the corpus objects are committed, so no C compiler or
+# cross toolchain is needed to run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +28,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+# A short, bounded fuzzing run of every linker target (scripts/fuzz.sh for longer ones).
+echo "== fuzzing (${DLKM_CI_FUZZ_SECONDS:-20}s per target)"
+scripts/fuzz.sh "${DLKM_CI_FUZZ_SECONDS:-20}"

@@ -324,6 +324,56 @@ fn link_writes_image_and_map() {
     assert_eq!(image.len() as u64, end - base);
 }
 
+/// `msyms link` takes the architecture from the object, and refuses a `--arch` that differs.
+#[test]
+fn link_other_architectures() {
+    let dir = scratch_dir("link-cross");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+    for (variant, arch, wrong) in [
+        ("aarch64/gcc-pie", "aarch64", "x86_64"),
+        ("mips/gcc", "mips", "mipsel"),
+        ("mipsel/gcc-longcalls", "mipsel", "mips"),
+    ] {
+        let object = corpus.join(variant).join("funcptr.o");
+        let (map, image) = (
+            dir.join(format!("{arch}.map")),
+            dir.join(format!("{arch}.img")),
+        );
+        let link = |arch_args: &[&str]| {
+            let mut args = vec![
+                "link",
+                path_str(&object),
+                "--base",
+                "0x10000000",
+                "--defsym",
+                "strlen=0x10400000",
+                "--map",
+                path_str(&map),
+                "-o",
+                path_str(&image),
+            ];
+            args.extend_from_slice(arch_args);
+            msyms(&args)
+        };
+        link(&[]).expect(0);
+        let text = std::fs::read_to_string(&map).expect("no map written");
+        assert!(
+            text.lines().any(|l| l.starts_with(".text ")),
+            "{arch}: {text}"
+        );
+        link(&["--arch", arch]).expect(0);
+        let refused = link(&["--arch", wrong]);
+        refused.expect(1);
+        assert!(
+            refused.stderr.starts_with("error:")
+                && refused.stderr.contains(wrong)
+                && refused.stderr.contains(arch),
+            "{arch} object with --arch {wrong}: {}",
+            refused.stderr
+        );
+    }
+}
+
 /// One `MODULES : FUNCTION ARGS... = VALUE` line of an answers file.
 struct Answer {
     modules: Vec<PathBuf>,

@@ -245,6 +245,12 @@ fn far_kernel_calls_go_through_stubs_and_near_ones_stay_direct() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let arches: Vec<&str> = totals.keys().copied().collect();
+    assert_eq!(
+        arches,
+        ["aarch64", "mips", "mipsel", "x86_64"],
+        "architectures checked"
+    );
     for (arch, (direct, stubbed, internal)) in &totals {
         eprintln!(
             "{arch}: {direct} kernel calls direct in reach, {stubbed} through stubs out of \

@@ -67,3 +67,21 @@ fn x86_64_corpus_links_like_lld() {
     let got_sites = compare_arch("x86_64");
     assert!(got_sites >= 50, "only {got_sites} GOT references compared");
 }
+
+/// gcc PIE and clang reach extern data through ADRP + LDR of a GOT slot.
+#[test]
+fn aarch64_corpus_links_like_lld() {
+    let got_sites = compare_arch("aarch64");
+    assert!(got_sites >= 50, "only {got_sites} GOT references compared");
+}
+
+/// `-mno-abicalls -G 0`: no GOT and no gp-relative data, only absolute and branch fields.
+#[test]
+fn mips_corpus_links_like_lld() {
+    compare_arch("mips");
+}
+
+#[test]
+fn mipsel_corpus_links_like_lld() {
+    compare_arch("mipsel");
+}

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-long align8_value __attribute__((aligned(8))) = 0x0102030405060708;
+long long align8_value __attribute__((aligned(8))) = 0x0102030405060708;
 static char align128_data[200] __attribute__((aligned(128))) = { 1, 2, 3 };
 static char align128_bss[300] __attribute__((aligned(128)));
 static const char align64_ro[64] __attribute__((aligned(64))) = "sixty-four";

@@ -36,9 +36,9 @@ long libc_qsort(long seed)
     long *v = malloc(N * sizeof *v);
     if (!v)
         return -1;
-    unsigned long s = (unsigned long)seed;
+    unsigned long long s = (unsigned long long)seed;
     for (int i = 0; i < N; i++) {
-        s = s * 6364136223846793005UL + 1442695040888963407UL;
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         v[i] = (long)(s >> 40);
     }
     qsort(v, N, sizeof *v, cmp_long_desc);
@@ -67,7 +67,8 @@ long libc_memory(long n)
         free(p);
         return -1;
     }
-    memcpy(q + n, q, (size_t)n + 1);
+    memcpy(q + n, q, (size_t)n);
+    q[2 * n] = 0;
     long len = (long)strlen(q);
     long head = strtol(q + len - 3, NULL, 10);
     int same = strcmp(q, q) == 0;
