@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite: formatting, lints, every test of the workspace, and a short fuzzing run.
-# Installs what the tests need on a fresh machine of this kind (lld; the nightly toolchain and
-# cargo-fuzz, through scripts/fuzz.sh); the corpus objects are committed, so no C compiler or
-# cross toolchain is needed to run the tests.
+# Installs what the tests need on a fresh machine of this kind (scripts/deps.sh: lld, cmake,
+# libclang; scripts/fuzz.sh: the nightly toolchain and cargo-fuzz). The corpus objects are
+# committed, so no C compiler or cross toolchain is needed to run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,13 +14,8 @@ need_component() {
 need_component fmt rustfmt
 need_component clippy clippy
 
-# ld.lld is the second linker the corpus is compared against.
-if ! command -v ld.lld >/dev/null 2>&1; then
-    echo "== installing lld"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends lld >/dev/null
-fi
+# lld for the golden tests; cmake and libclang to build Unicorn for the emulated machine.
+DLKM_NEED_LLD=1 scripts/deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -57,6 +57,13 @@ pub enum LoadError {
 
     #[error("call: {0}")]
     Call(String),
+
+    /// A call into the machine that did not return: a fault, the instruction budget, abort.
+    #[error("call stopped: {stop}{}", location.as_ref().map(|l| format!(" (in {l})")).unwrap_or_default())]
+    Stopped {
+        stop: Stop,
+        location: Option<String>,
+    },
 }
 
 impl From<dlkm_linker::LinkError> for LoadError {
@@ -87,6 +94,44 @@ pub enum MachineError {
     },
     #[error("calls take at most {max} integer arguments, {got} given")]
     TooManyArguments { max: usize, got: usize },
+    #[error("{context}: {reason}")]
+    Emulator {
+        context: &'static str,
+        reason: String,
+    },
+    /// A call into the emulated machine that did not return normally.
+    #[error("{0}")]
+    Stopped(Stop),
+}
+
+impl MachineError {
+    pub fn bad_access(address: u64, len: u64, access: &'static str) -> MachineError {
+        MachineError::BadAccess {
+            address,
+            len,
+            access,
+        }
+    }
+}
+
+/// Why a call into the emulated machine stopped before it returned. The machine survives it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stop {
+    #[error("fault at pc {pc:#x}: {what} at {address:#x}")]
+    Fault { pc: u64, what: String, address: u64 },
+    #[error("the instruction budget ({budget}) ran out at pc {pc:#x}")]
+    Budget { pc: u64, budget: u64 },
+    #[error("abort() called")]
+    Abort,
+    #[error("exit({0}) called")]
+    Exit(i64),
+    #[error("kernel function {function}: {reason}")]
+    Runtime {
+        function: &'static str,
+        reason: String,
+    },
+    #[error("emulator: {0}")]
+    Emulator(String),
 }
 
 /// The symbolic name of an errno value returned by an entry point.

@@ -10,7 +10,7 @@ use dlkm_linker::{
     SegmentKind,
 };
 
-use crate::error::LoadError;
+use crate::error::{LoadError, MachineError, Stop};
 use crate::machine::native::NativeMachine;
 use crate::machine::{Machine, Placement, Protection};
 
@@ -169,6 +169,17 @@ impl Kernel {
         ))
     }
 
+    /// A kernel whose modules run in the emulated machine for `arch` (aarch64, MIPS, MIPSel);
+    /// its exports are the emulated C runtime's.
+    #[cfg(feature = "emulated")]
+    pub fn emulated(arch: dlkm_linker::ArchKind) -> Result<Kernel, LoadError> {
+        let machine = crate::machine::emulated::EmulatedMachine::new(arch)?;
+        Ok(Kernel::with_machine(
+            Box::new(machine),
+            KernelOptions::default(),
+        ))
+    }
+
     pub fn with_machine(machine: Box<dyn Machine>, options: KernelOptions) -> Kernel {
         Kernel {
             machine,
@@ -315,7 +326,10 @@ impl Kernel {
         drop(state);
 
         if let Some(entry) = load_entry {
-            let code = self.machine.call(entry, &[0])? as i32 as i64;
+            let code = self
+                .machine
+                .call(entry, &[0])
+                .map_err(|e| self.locate_stop(e))? as i32 as i64;
             if code != 0 {
                 self.discard(id);
                 return Err(LoadError::EntryFailed {
@@ -568,7 +582,10 @@ impl Kernel {
             )
         };
         if let Some(entry) = unload_entry {
-            let code = self.machine.call(entry, &[0])? as i32 as i64;
+            let code = self
+                .machine
+                .call(entry, &[0])
+                .map_err(|e| self.locate_stop(e))? as i32 as i64;
             if code != 0 {
                 return Err(LoadError::EntryFailed {
                     module: name,
@@ -578,7 +595,9 @@ impl Kernel {
             }
         }
         for dtor in fini {
-            self.machine.call(dtor, &[])?;
+            self.machine
+                .call(dtor, &[])
+                .map_err(|e| self.locate_stop(e))?;
         }
         let mut state = self.state();
         if let Some(module) = self.remove_module(&mut state, id) {
@@ -710,12 +729,52 @@ impl Kernel {
                     }
                 });
             }
-            Ok(self.machine.call(address, &values)?)
+            self.machine
+                .call(address, &values)
+                .map_err(|e| self.locate_stop(e))
         })();
         for at in strings {
             self.machine.free_data(at);
         }
         result
+    }
+
+    /// Where `address` is: `module:symbol+offset` (or `module+offset` outside any symbol),
+    /// `None` outside every module.
+    pub fn describe_address(&self, address: u64) -> Option<String> {
+        let state = self.state();
+        let module = state
+            .modules
+            .values()
+            .find(|m| (m.info.base..m.info.base + m.info.size).contains(&address))?;
+        let symbol = module
+            .symbols
+            .iter()
+            .filter(|s| s.address <= address && !s.name.is_empty())
+            .filter(|s| address < s.address + s.size.max(1) || s.size == 0)
+            .max_by_key(|s| s.address);
+        Some(match symbol {
+            Some(s) => format!("{}:{}+{:#x}", module.info.name, s.name, address - s.address),
+            None => format!("{}+{:#x}", module.info.name, address - module.info.base),
+        })
+    }
+
+    /// A call that stopped in the machine, reported with where it stopped.
+    fn locate_stop(&self, error: MachineError) -> LoadError {
+        match error {
+            MachineError::Stopped(stop) => {
+                let pc = match &stop {
+                    Stop::Fault { pc, .. } | Stop::Budget { pc, .. } => Some(*pc),
+                    _ => None,
+                };
+                let location = pc.map(|pc| {
+                    self.describe_address(pc)
+                        .unwrap_or_else(|| "outside every module".into())
+                });
+                LoadError::Stopped { stop, location }
+            }
+            other => LoadError::Machine(other),
+        }
     }
 
     /// Calls a symbol by name (module symbols included).

@@ -6,7 +6,7 @@ mod error;
 mod kernel;
 pub mod machine;
 
-pub use error::{errno_name, LoadError, MachineError};
+pub use error::{errno_name, LoadError, MachineError, Stop};
 pub use kernel::{
     Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner, SectionInfo,
 };

@@ -39,22 +39,22 @@ impl ArchChoice {
         }
     }
 
-    /// A kernel whose modules run on this architecture. Only the host's own runs for now:
-    /// other architectures need the emulated machine.
+    /// A kernel whose modules run on this architecture: natively for the host's own, in the
+    /// emulated machine for the others.
     pub fn kernel(self) -> Result<Kernel, CommandError> {
         let host = ArchKind::host();
-        if host.is_none() || self.kind() != host {
+        let kind = self.kind();
+        if kind.is_some() && kind == host {
+            return Kernel::native()
+                .map_err(|source| CommandError::load("cannot start the native kernel", source));
+        }
+        let Some(kind) = kind else {
             return Err(CommandError::Arch {
                 arch: self.name().to_string(),
-                reason: format!(
-                    "modules for {} run in the emulated machine, and the emulated machine is \
-                     not available yet (the host is {})",
-                    self.name(),
-                    std::env::consts::ARCH
-                ),
+                reason: "not an architecture dlkm links".into(),
             });
-        }
-        Kernel::native()
-            .map_err(|source| CommandError::load("cannot start the native kernel", source))
+        };
+        Kernel::emulated(kind)
+            .map_err(|source| CommandError::load("cannot start the emulated machine", source))
     }
 }

@@ -1,6 +1,8 @@
 //! Where modules run. The kernel and the registry talk to a [`Machine`] only, so they never know
 //! whether it is this process or an emulator.
 
+#[cfg(feature = "emulated")]
+pub mod emulated;
 pub mod native;
 
 use dlkm_linker::{ArchKind, ExternalSymbol};

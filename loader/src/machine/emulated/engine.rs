@@ -1,0 +1,290 @@
+//! The emulator side of the emulated machine: one Unicorn CPU and its memory, owned by the
+//! machine's thread. Module images go in the module region; the kernel's runtime functions
+//! are 16-byte slots far away in the kernel region, each a return instruction whose code hook
+//! runs the function host-side first. Faults, `abort`, `exit` and the instruction budget stop a
+//! call with a [`Stop`] instead of taking the machine down.
+
+use std::collections::BTreeMap;
+
+use dlkm_linker::{ExternalKind, ExternalSymbol};
+use unicorn_engine::unicorn_const::{uc_error, HookType, MemType, Prot};
+use unicorn_engine::Unicorn;
+
+use super::heap::Heap;
+use super::runtime::{self, Runtime};
+use super::target::{Target, Uc};
+use crate::error::{MachineError, Stop};
+use crate::machine::Protection;
+
+pub(super) const PAGE: u64 = 0x1000;
+/// Module images: one 256 MiB MIPS region, below 2 GiB.
+pub(super) const MODULES: (u64, u64) = (0x1000_0000, 0x2000_0000);
+/// malloc's memory (and the arguments `call` copies in).
+pub(super) const HEAP: (u64, u64) = (0x4000_0000, 0x4400_0000);
+pub(super) const STACK: (u64, u64) = (0x5000_0000, 0x5010_0000);
+/// The kernel's variables (stdout, errno, ctype tables…).
+pub(super) const KERNEL_DATA: (u64, u64) = (0x7000_0000, 0x7001_0000);
+/// The kernel's functions, one slot each: out of a direct call's reach from every module
+/// (another 256 MiB region for MIPS, beyond ±128 MiB for aarch64), so every kernel call of a
+/// module goes through the linker's stubs.
+pub(super) const KERNEL_CODE: (u64, u64) = (0x7100_0000, 0x7101_0000);
+pub(super) const SLOT: u64 = 16;
+/// Where every call from the host returns to: slot 0, whose hook does nothing.
+pub(super) const RETURN_ADDRESS: u64 = KERNEL_CODE.0;
+
+/// The default instruction budget of one call from the host.
+pub const DEFAULT_BUDGET: u64 = 4_000_000_000;
+
+/// What the hooks share with the engine.
+pub(crate) struct EngineData {
+    pub target: &'static dyn Target,
+    pub heap: Heap,
+    pub runtime: Runtime,
+    /// Set by a hook that stops the current call.
+    pub stop: Option<Stop>,
+    /// The last invalid memory access, recorded for the fault report.
+    pub bad_access: Option<(MemType, u64)>,
+    /// Instructions each call may still run (nested calls share the caller's).
+    pub budget: u64,
+}
+
+pub(super) struct Engine {
+    uc: Uc<'static>,
+    /// Module reservations: base → size.
+    reservations: BTreeMap<u64, u64>,
+    budget: u64,
+}
+
+fn machine_error(context: &'static str) -> impl Fn(uc_error) -> MachineError {
+    move |e| MachineError::Emulator {
+        context,
+        reason: format!("{e:?}"),
+    }
+}
+
+impl Engine {
+    pub fn new(target: &'static dyn Target) -> Result<Engine, MachineError> {
+        let (arch, mode) = target.unicorn_arch();
+        let data = EngineData {
+            target,
+            heap: Heap::new(HEAP.0, HEAP.1 - HEAP.0),
+            runtime: Runtime::default(),
+            stop: None,
+            bad_access: None,
+            budget: DEFAULT_BUDGET,
+        };
+        let start = machine_error("cannot start the emulator");
+        let mut uc = Unicorn::new_with_data(arch, mode, data).map_err(&start)?;
+        target.prepare(&mut uc).map_err(&start)?;
+        for (region, prot) in [
+            (HEAP, Prot::READ | Prot::WRITE),
+            (STACK, Prot::READ | Prot::WRITE),
+            (KERNEL_DATA, Prot::READ | Prot::WRITE),
+            (KERNEL_CODE, Prot::READ | Prot::EXEC),
+        ] {
+            uc.mem_map(region.0, region.1 - region.0, prot)
+                .map_err(&start)?;
+        }
+        let slot = target.return_slot();
+        let slots = 1 + runtime::FUNCTIONS.len() as u64;
+        for i in 0..slots {
+            uc.mem_write(KERNEL_CODE.0 + i * SLOT, &slot)
+                .map_err(&start)?;
+        }
+        runtime::install_data(&mut uc).map_err(&start)?;
+        uc.add_code_hook(
+            KERNEL_CODE.0 + SLOT,
+            KERNEL_CODE.0 + slots * SLOT - 1,
+            |uc, address, _| {
+                // Only a slot's first instruction: the rest (a MIPS delay slot) runs on.
+                let offset = address - KERNEL_CODE.0;
+                if offset % SLOT == 0 {
+                    runtime::dispatch(uc, (offset / SLOT) as usize - 1);
+                }
+            },
+        )
+        .map_err(&start)?;
+        uc.add_mem_hook(HookType::MEM_INVALID, 1, 0, |uc, kind, address, _, _| {
+            uc.get_data_mut().bad_access = Some((kind, address));
+            false
+        })
+        .map_err(&start)?;
+        Ok(Engine {
+            uc,
+            reservations: BTreeMap::new(),
+            budget: DEFAULT_BUDGET,
+        })
+    }
+
+    pub fn set_budget(&mut self, budget: u64) {
+        self.budget = budget;
+    }
+
+    pub fn reserve(&mut self, size: u64, align: u64) -> Result<u64, MachineError> {
+        let size = size.max(PAGE).next_multiple_of(PAGE);
+        let align = align.max(PAGE);
+        let mut candidate = MODULES.0;
+        for (&base, &len) in &self.reservations {
+            if candidate + size <= base {
+                break;
+            }
+            candidate = (base + len).next_multiple_of(align);
+        }
+        if candidate + size > MODULES.1 {
+            return Err(MachineError::NoMemory {
+                size,
+                placement: format!("in the module region {:#x}-{:#x}", MODULES.0, MODULES.1),
+                reason: "the region is full".into(),
+            });
+        }
+        self.uc
+            .mem_map(candidate, size, Prot::READ | Prot::WRITE)
+            .map_err(machine_error("cannot map a module image"))?;
+        self.reservations.insert(candidate, size);
+        Ok(candidate)
+    }
+
+    pub fn release(&mut self, base: u64) -> Result<(), MachineError> {
+        let size = self
+            .reservations
+            .remove(&base)
+            .ok_or(MachineError::bad_access(base, 0, "release"))?;
+        self.uc
+            .mem_unmap(base, size)
+            .map_err(machine_error("cannot unmap a module image"))?;
+        // Code of the released image must not be run from the translation cache.
+        let _ = self.uc.ctl_remove_cache(base, base + size);
+        Ok(())
+    }
+
+    fn reservation_of(&self, address: u64, len: u64) -> Option<u64> {
+        let (&base, &size) = self.reservations.range(..=address).next_back()?;
+        (address.checked_add(len)? <= base + size).then_some(base)
+    }
+
+    pub fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), MachineError> {
+        let len = bytes.len() as u64;
+        self.reservation_of(address, len)
+            .ok_or(MachineError::bad_access(address, len, "write"))?;
+        self.uc
+            .mem_write(address, bytes)
+            .map_err(|_| MachineError::bad_access(address, len, "write"))
+    }
+
+    pub fn protect(
+        &mut self,
+        address: u64,
+        len: u64,
+        protection: Protection,
+    ) -> Result<(), MachineError> {
+        self.reservation_of(address, len)
+            .ok_or(MachineError::bad_access(address, len, "protect"))?;
+        let prot = match protection {
+            Protection::ReadExecute => Prot::READ | Prot::EXEC,
+            Protection::ReadOnly => Prot::READ,
+            Protection::ReadWrite => Prot::READ | Prot::WRITE,
+        };
+        self.uc
+            .mem_protect(address, len, prot)
+            .map_err(|e| MachineError::Protect {
+                address,
+                len,
+                reason: format!("{e:?}"),
+            })?;
+        let _ = self.uc.ctl_remove_cache(address, address + len);
+        Ok(())
+    }
+
+    pub fn read(&self, address: u64, len: u64) -> Result<Vec<u8>, MachineError> {
+        self.uc
+            .mem_read_as_vec(address, len as usize)
+            .map_err(|_| MachineError::bad_access(address, len, "read"))
+    }
+
+    pub fn alloc_data(&mut self, bytes: &[u8]) -> Result<u64, MachineError> {
+        let len = bytes.len() as u64;
+        let no_memory = || MachineError::NoMemory {
+            size: len,
+            placement: "in the emulated heap".into(),
+            reason: "the heap is exhausted".into(),
+        };
+        let address = self
+            .uc
+            .get_data_mut()
+            .heap
+            .alloc(len)
+            .ok_or_else(no_memory)?;
+        self.uc.mem_write(address, bytes).map_err(|_| no_memory())?;
+        Ok(address)
+    }
+
+    pub fn free_data(&mut self, address: u64) {
+        self.uc.get_data_mut().heap.free(address);
+    }
+
+    pub fn host_symbol(&self, name: &str) -> Option<ExternalSymbol> {
+        if let Some(index) = runtime::FUNCTIONS.iter().position(|f| f.name == name) {
+            return Some(ExternalSymbol {
+                address: KERNEL_CODE.0 + SLOT * (index as u64 + 1),
+                size: SLOT,
+                kind: ExternalKind::Function,
+            });
+        }
+        let (address, size) = self.uc.get_data().runtime.variable(name)?;
+        Some(ExternalSymbol {
+            address,
+            size,
+            kind: ExternalKind::Data,
+        })
+    }
+
+    /// Calls the function at `address` from the host, on a fresh stack.
+    pub fn call(&mut self, address: u64, args: &[u64]) -> Result<u64, MachineError> {
+        let sp = STACK.1 - 256;
+        self.uc.get_data_mut().budget = self.budget;
+        call_guest(&mut self.uc, address, args, sp).map_err(MachineError::Stopped)
+    }
+
+    pub fn take_output(&mut self) -> Vec<(u64, Vec<u8>)> {
+        runtime::take_output(&mut self.uc)
+    }
+}
+
+/// Runs the function at `address` until it returns to [`RETURN_ADDRESS`], from the host or
+/// from a runtime function's hook (a nested run, as qsort calling a module's comparator);
+/// the caller's registers are saved and restored around it.
+pub(super) fn call_guest(uc: &mut Uc, address: u64, args: &[u64], sp: u64) -> Result<u64, Stop> {
+    let target = uc.get_data().target;
+    let emulator = |e: uc_error| Stop::Emulator(format!("{e:?}"));
+    let mut saved = uc.context_alloc().map_err(emulator)?;
+    uc.context_save(&mut saved).map_err(emulator)?;
+    target
+        .set_call(uc, address, args, sp, RETURN_ADDRESS)
+        .map_err(emulator)?;
+    let budget = uc.get_data().budget;
+    let data = uc.get_data_mut();
+    data.stop = None;
+    data.bad_access = None;
+    let ran = uc.emu_start(address, RETURN_ADDRESS, 0, budget as usize);
+    let pc = uc.reg_read(target.registers().pc).unwrap_or(0);
+    let outcome = match (ran, uc.get_data_mut().stop.take()) {
+        (_, Some(stop)) => Err(stop),
+        (Err(error), None) => Err(fault(uc, pc, error)),
+        (Ok(()), None) if pc != RETURN_ADDRESS => Err(Stop::Budget { pc, budget }),
+        (Ok(()), None) => target.int_result(uc).map_err(emulator),
+    };
+    uc.context_restore(&saved).map_err(emulator)?;
+    outcome
+}
+
+fn fault(uc: &mut Uc, pc: u64, error: uc_error) -> Stop {
+    let access = uc.get_data_mut().bad_access.take();
+    let (what, address) = match access {
+        Some((kind, address)) => (
+            format!("{kind:?}").to_lowercase().replace('_', " "),
+            address,
+        ),
+        None => (format!("{error:?}").to_lowercase().replace('_', " "), pc),
+    };
+    Stop::Fault { pc, what, address }
+}

@@ -1,0 +1,189 @@
+//! The emulated machine: aarch64 and MIPS32 modules on any host, in a Unicorn CPU. The
+//! loader places, protects, reads, writes and calls through it exactly as through the native
+//! machine. The emulator is not thread-safe, so it lives on a thread of its own and every
+//! operation is a job sent there; the machine itself is `Send + Sync`.
+//!
+//! The kernel's C runtime (`runtime`) runs host-side, at addresses far from every module, so
+//! each kernel call of a module goes through the linker's stubs and veneers.
+
+mod aarch64;
+pub(crate) mod cformat;
+mod engine;
+mod heap;
+mod mips;
+mod runtime;
+mod target;
+
+use std::io::Write;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use dlkm_linker::{ArchKind, ExternalSymbol};
+
+use super::{Machine, Placement, Protection};
+use crate::error::MachineError;
+pub use engine::DEFAULT_BUDGET;
+use engine::{Engine, PAGE};
+use target::Target;
+
+type Job = Box<dyn FnOnce(&mut Engine) + Send>;
+
+/// A machine that emulates one architecture.
+pub struct EmulatedMachine {
+    arch: ArchKind,
+    jobs: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EmulatedMachine {
+    /// A machine for `arch`: aarch64, MIPS or MIPSel.
+    pub fn new(arch: ArchKind) -> Result<EmulatedMachine, MachineError> {
+        let target: &'static dyn Target = match arch {
+            ArchKind::Aarch64 => &aarch64::Aarch64,
+            ArchKind::Mips { big_endian: true } => &mips::Mips { big_endian: true },
+            ArchKind::Mips { big_endian: false } => &mips::Mips { big_endian: false },
+            ArchKind::X86_64 => {
+                return Err(MachineError::Emulator {
+                    context: "cannot emulate x86_64",
+                    reason: "x86_64 modules run in the native machine".into(),
+                })
+            }
+        };
+        let (jobs, queue) = channel::<Job>();
+        let (ready, started) = channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("dlkm-emulated-{}", arch.name()))
+            .spawn(move || match Engine::new(target) {
+                Ok(mut engine) => {
+                    let _ = ready.send(Ok(()));
+                    for job in queue {
+                        job(&mut engine);
+                    }
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            })
+            .map_err(|e| MachineError::Emulator {
+                context: "cannot start the emulator thread",
+                reason: e.to_string(),
+            })?;
+        started.recv().map_err(|_| stopped())??;
+        Ok(EmulatedMachine {
+            arch,
+            jobs: Mutex::new(Some(jobs)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `job` on the emulator's thread and waits for its result.
+    fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Engine) -> R + Send + 'static,
+    ) -> Result<R, MachineError> {
+        let (reply, answer) = channel();
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let jobs = jobs.as_ref().ok_or_else(stopped)?;
+            jobs.send(Box::new(move |engine: &mut Engine| {
+                let _ = reply.send(job(engine));
+            }))
+            .map_err(|_| stopped())?;
+        }
+        answer.recv().map_err(|_| stopped())
+    }
+
+    /// Sets how many instructions one call may run before it is stopped.
+    pub fn set_budget(&self, budget: u64) -> Result<(), MachineError> {
+        self.run(move |engine| engine.set_budget(budget))
+    }
+}
+
+fn stopped() -> MachineError {
+    MachineError::Emulator {
+        context: "emulated machine",
+        reason: "its thread has stopped".into(),
+    }
+}
+
+impl Drop for EmulatedMachine {
+    fn drop(&mut self) {
+        self.flush_output();
+        // Closing the queue ends the thread's loop.
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Machine for EmulatedMachine {
+    fn arch(&self) -> ArchKind {
+        self.arch
+    }
+
+    fn page_size(&self) -> u64 {
+        PAGE
+    }
+
+    /// Every module goes in the module region, far from the kernel, whatever is asked: the
+    /// region lies below 2 GiB and inside one MIPS 256 MiB region.
+    fn reserve(&self, size: u64, align: u64, _placement: Placement) -> Result<u64, MachineError> {
+        self.run(move |engine| engine.reserve(size, align))?
+    }
+
+    fn release(&self, base: u64) -> Result<(), MachineError> {
+        self.run(move |engine| engine.release(base))?
+    }
+
+    fn write(&self, address: u64, bytes: &[u8]) -> Result<(), MachineError> {
+        let bytes = bytes.to_vec();
+        self.run(move |engine| engine.write(address, &bytes))?
+    }
+
+    fn protect(&self, address: u64, len: u64, protection: Protection) -> Result<(), MachineError> {
+        self.run(move |engine| engine.protect(address, len, protection))?
+    }
+
+    fn read(&self, address: u64, len: u64) -> Result<Vec<u8>, MachineError> {
+        self.run(move |engine| engine.read(address, len))?
+    }
+
+    fn call(&self, address: u64, args: &[u64]) -> Result<u64, MachineError> {
+        let args = args.to_vec();
+        self.run(move |engine| engine.call(address, &args))?
+    }
+
+    fn alloc_data(&self, bytes: &[u8]) -> Result<u64, MachineError> {
+        let bytes = bytes.to_vec();
+        self.run(move |engine| engine.alloc_data(&bytes))?
+    }
+
+    fn free_data(&self, address: u64) {
+        let _ = self.run(move |engine| engine.free_data(address));
+    }
+
+    fn host_symbol(&self, name: &str) -> Option<ExternalSymbol> {
+        let name = name.to_string();
+        self.run(move |engine| engine.host_symbol(&name)).ok()?
+    }
+
+    fn kernel_anchor(&self) -> u64 {
+        engine::KERNEL_CODE.0
+    }
+
+    fn flush_output(&self) {
+        let Ok(output) = self.run(|engine| engine.take_output()) else {
+            return;
+        };
+        for (fd, bytes) in output {
+            let _ = if fd == 2 {
+                std::io::stderr().write_all(&bytes)
+            } else {
+                let mut out = std::io::stdout();
+                out.write_all(&bytes).and_then(|()| out.flush())
+            };
+        }
+    }
+}
