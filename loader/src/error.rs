@@ -102,6 +102,14 @@ pub enum MachineError {
     /// A call into the emulated machine that did not return normally.
     #[error("{0}")]
     Stopped(Stop),
+    #[error("a call is paused at pc {pc:#x}: continue or step it to its end first")]
+    Paused { pc: u64 },
+    #[error("no call is paused (a breakpoint stops one)")]
+    NotPaused,
+    #[error("no breakpoint {0}")]
+    NoBreakpoint(u32),
+    #[error("this machine has no debugger (breakpoints need the emulated machine)")]
+    NoDebugger,
 }
 
 impl MachineError {
@@ -121,6 +129,10 @@ pub enum Stop {
     Fault { pc: u64, what: String, address: u64 },
     #[error("the instruction budget ({budget}) ran out at pc {pc:#x}")]
     Budget { pc: u64, budget: u64 },
+    #[error("breakpoint {id} at pc {pc:#x}")]
+    Breakpoint { id: u32, pc: u64 },
+    #[error("stepped to pc {pc:#x}")]
+    Stepped { pc: u64 },
     #[error("abort() called")]
     Abort,
     #[error("exit({0}) called")]

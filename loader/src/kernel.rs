@@ -12,7 +12,7 @@ use dlkm_linker::{
 
 use crate::error::{LoadError, MachineError, Stop};
 use crate::machine::native::NativeMachine;
-use crate::machine::{Machine, Placement, Protection};
+use crate::machine::{Debugger, Machine, Placement, Protection};
 
 /// Addresses a module placed below 2 GiB can reach with 32-bit absolute references.
 const LOW_LIMIT: u64 = 1 << 31;
@@ -764,7 +764,10 @@ impl Kernel {
         match error {
             MachineError::Stopped(stop) => {
                 let pc = match &stop {
-                    Stop::Fault { pc, .. } | Stop::Budget { pc, .. } => Some(*pc),
+                    Stop::Fault { pc, .. }
+                    | Stop::Budget { pc, .. }
+                    | Stop::Breakpoint { pc, .. }
+                    | Stop::Stepped { pc } => Some(*pc),
                     _ => None,
                 };
                 let location = pc.map(|pc| {
@@ -775,6 +778,20 @@ impl Kernel {
             }
             other => LoadError::Machine(other),
         }
+    }
+
+    /// The machine's debugger: breakpoints, stepping, registers (the emulated machine's).
+    pub fn debugger(&self) -> Result<&dyn Debugger, LoadError> {
+        self.machine
+            .debugger()
+            .ok_or(LoadError::Machine(MachineError::NoDebugger))
+    }
+
+    /// Goes on with a call paused at a breakpoint: `steps` instructions, or to its end.
+    pub fn resume(&self, steps: Option<u64>) -> Result<u64, LoadError> {
+        self.debugger()?
+            .resume(steps)
+            .map_err(|e| self.locate_stop(e))
     }
 
     /// Calls a symbol by name (module symbols included).

@@ -10,4 +10,4 @@ pub use error::{errno_name, LoadError, MachineError, Stop};
 pub use kernel::{
     Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner, SectionInfo,
 };
-pub use machine::{Machine, Placement, Protection};
+pub use machine::{Debugger, Machine, Placement, Protection};

@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use dlkm_loader::{Arg, LoadError};
+use dlkm_loader::{Arg, LoadError, Stop};
 
 use crate::error::CommandError;
-use crate::parse::Token;
+use crate::parse::{parse_address, Token};
 use crate::print;
 use crate::session::Session;
 
@@ -141,6 +141,101 @@ pub static COMMANDS: &[CommandSpec] = &[
         min_args: 1,
         max_args: None,
         run: call,
+    },
+    CommandSpec {
+        name: "x",
+        aliases: &[],
+        usage: "x ADDR-or-SYMBOL[+OFF] [N]",
+        summary: "hex dump of memory",
+        description: "Prints N bytes (default 64) from the address, or the symbol's address \
+                      plus OFF, 16 a line with their ASCII; reading where nothing is mapped \
+                      is an error, never a crash.",
+        example: "x crc32 32",
+        completes: Completes::Symbols,
+        min_args: 1,
+        max_args: Some(2),
+        run: examine,
+    },
+    CommandSpec {
+        name: "break",
+        aliases: &["b"],
+        usage: "break SYMBOL-or-ADDR[+OFF]",
+        summary: "stop calls there (emulated machine)",
+        description: "Sets a breakpoint: a call that reaches the address pauses there, and \
+                      regs, bt, x, step and continue inspect and go on with it. Breakpoints \
+                      stop the calls msyms makes, not the module code the kernel's runtime \
+                      calls back (a qsort comparator).",
+        example: "break crc32",
+        completes: Completes::Symbols,
+        min_args: 1,
+        max_args: Some(1),
+        run: set_breakpoint,
+    },
+    CommandSpec {
+        name: "delete",
+        aliases: &["d"],
+        usage: "delete [N]",
+        summary: "remove breakpoint N, or list them",
+        description: "Removes breakpoint N. Without N, lists the breakpoints: number, \
+                      address, where.",
+        example: "delete 1",
+        completes: Completes::Nothing,
+        min_args: 0,
+        max_args: Some(1),
+        run: delete_breakpoint,
+    },
+    CommandSpec {
+        name: "continue",
+        aliases: &["c", "cont"],
+        usage: "continue",
+        summary: "go on with the paused call",
+        description: "Runs the call paused at a breakpoint until it returns (printing its \
+                      result like call) or stops at a breakpoint again.",
+        example: "continue",
+        completes: Completes::Nothing,
+        min_args: 0,
+        max_args: Some(0),
+        run: resume,
+    },
+    CommandSpec {
+        name: "step",
+        aliases: &["s", "si"],
+        usage: "step [N]",
+        summary: "run N instructions of the paused call",
+        description: "Runs N instructions (default 1) of the paused call and shows where it \
+                      is; a call into the kernel's runtime counts as one.",
+        example: "step 4",
+        completes: Completes::Nothing,
+        min_args: 0,
+        max_args: Some(1),
+        run: step,
+    },
+    CommandSpec {
+        name: "regs",
+        aliases: &["registers"],
+        usage: "regs",
+        summary: "the paused call's registers",
+        description: "Prints every general register of the paused call by its ABI name, with \
+                      where it points when that is in a module.",
+        example: "regs",
+        completes: Completes::Nothing,
+        min_args: 0,
+        max_args: Some(0),
+        run: registers,
+    },
+    CommandSpec {
+        name: "bt",
+        aliases: &["backtrace", "where"],
+        usage: "bt",
+        summary: "the paused call's frames",
+        description: "Lists the paused call's frames, innermost first, as module:symbol+offset: \
+                      the pc, then the return addresses (aarch64: through the frame chain; \
+                      MIPS: the return register, then saved return addresses on the stack).",
+        example: "bt",
+        completes: Completes::Nothing,
+        min_args: 0,
+        max_args: Some(0),
+        run: backtrace,
     },
     CommandSpec {
         name: "modpath",
@@ -398,13 +493,168 @@ fn call(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(
         .collect::<Result<Vec<Arg>, _>>()?;
     // What the callee prints must come after what msyms printed before the call.
     out.flush()?;
+    let result = session.kernel().call_symbol(symbol, &values);
+    finish_call(session, result, out, format!("call {symbol}"))
+}
+
+/// Prints how a call ended: its result, or where it paused (a breakpoint or a step is not a
+/// failure); anything else is the command's error.
+fn finish_call(
+    session: &Session,
+    result: Result<u64, LoadError>,
+    out: &mut dyn Write,
+    context: String,
+) -> Result<(), CommandError> {
     let kernel = session.kernel();
-    let result = kernel.call_symbol(symbol, &values);
     // So what a module printed with `printf` appears before the result line even when stdout
     // is a pipe, where C stdio buffers fully.
     kernel.flush_output();
-    let result = result.map_err(load_error(format!("call {symbol}")))?;
-    writeln!(out, "{}", print::format_result(result))?;
+    match result {
+        Ok(value) => writeln!(out, "{}", print::format_result(value))?,
+        Err(LoadError::Stopped {
+            stop: stop @ (Stop::Breakpoint { .. } | Stop::Stepped { .. }),
+            location,
+        }) => writeln!(
+            out,
+            "stopped: {stop}{}",
+            location.map(|l| format!(" ({l})")).unwrap_or_default()
+        )?,
+        Err(error) => return Err(load_error(context)(error)),
+    }
+    Ok(())
+}
+
+/// An address given as a number, a symbol, `SYMBOL+OFF`, or `$REGISTER` of a paused call.
+fn address_of(session: &Session, text: &str) -> Result<u64, CommandError> {
+    if let Ok(address) = parse_address(text) {
+        return Ok(address);
+    }
+    if let Some(register) = text.strip_prefix('$') {
+        let registers = session
+            .kernel()
+            .debugger()
+            .and_then(|d| d.registers().map_err(LoadError::Machine))
+            .map_err(load_error(format!("`{text}`")))?;
+        return registers
+            .into_iter()
+            .find(|(name, _)| *name == register)
+            .map(|(_, value)| value)
+            .ok_or_else(|| CommandError::Syntax(format!("no register `{register}`")));
+    }
+    let (name, offset) = match text.split_once('+') {
+        Some((name, offset)) => (name, parse_address(offset).map_err(CommandError::Syntax)?),
+        None => (text, 0),
+    };
+    let base = session.kernel().resolve(name).ok_or_else(|| {
+        CommandError::load(format!("`{name}`"), LoadError::NoSuchSymbol(name.into()))
+    })?;
+    Ok(base.wrapping_add(offset))
+}
+
+fn examine(
+    session: &mut Session,
+    args: &Args<'_>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let address = address_of(session, args.text(0)?)?;
+    let len = match args.optional(1) {
+        Some(n) => parse_address(n).map_err(CommandError::Syntax)?,
+        None => 64,
+    };
+    let bytes = session
+        .kernel()
+        .machine()
+        .read(address, len)
+        .map_err(|e| load_error(format!("x {address:#x}"))(LoadError::Machine(e)))?;
+    print::write_hex_dump(out, address, &bytes)?;
+    Ok(())
+}
+
+fn set_breakpoint(
+    session: &mut Session,
+    args: &Args<'_>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let text = args.text(0)?;
+    let address = address_of(session, text)?;
+    let kernel = session.kernel();
+    let id = kernel
+        .debugger()
+        .and_then(|d| d.set_breakpoint(address).map_err(LoadError::Machine))
+        .map_err(load_error(format!("break {text}")))?;
+    let place = kernel.describe_address(address).unwrap_or_default();
+    writeln!(out, "breakpoint {id} at {address:#x} {place}")?;
+    Ok(())
+}
+
+fn delete_breakpoint(
+    session: &mut Session,
+    args: &Args<'_>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let kernel = session.kernel();
+    let debugger = kernel.debugger().map_err(load_error("delete".into()))?;
+    match args.optional(0) {
+        Some(n) => {
+            let id = n
+                .parse::<u32>()
+                .map_err(|_| CommandError::Syntax(format!("`{n}` is not a breakpoint number")))?;
+            debugger
+                .delete_breakpoint(id)
+                .map_err(|e| load_error(format!("delete {id}"))(LoadError::Machine(e)))
+        }
+        None => {
+            for (id, address) in debugger.breakpoints() {
+                let place = kernel.describe_address(address).unwrap_or_default();
+                writeln!(out, "{id} {address:#x} {place}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn resume(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    out.flush()?;
+    let result = session.kernel().resume(None);
+    finish_call(session, result, out, "continue".into())
+}
+
+fn step(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let steps = match args.optional(0) {
+        Some(n) => parse_address(n).map_err(CommandError::Syntax)?.max(1),
+        None => 1,
+    };
+    out.flush()?;
+    let result = session.kernel().resume(Some(steps));
+    finish_call(session, result, out, "step".into())
+}
+
+fn registers(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let kernel = session.kernel();
+    let registers = kernel
+        .debugger()
+        .and_then(|d| d.registers().map_err(LoadError::Machine))
+        .map_err(load_error("regs".into()))?;
+    let digits = 2 * kernel.machine().arch().word_bytes() as usize;
+    for (name, value) in registers {
+        let place = kernel.describe_address(value).unwrap_or_default();
+        writeln!(out, "{name:<5} 0x{value:0digits$x} {place}")?;
+    }
+    Ok(())
+}
+
+fn backtrace(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let kernel = session.kernel();
+    let frames = kernel
+        .debugger()
+        .and_then(|d| d.backtrace().map_err(LoadError::Machine))
+        .map_err(load_error("bt".into()))?;
+    for (depth, address) in frames.into_iter().enumerate() {
+        let place = kernel
+            .describe_address(address)
+            .unwrap_or_else(|| "(kernel)".into());
+        writeln!(out, "#{depth} {address:#x} {place}")?;
+    }
     Ok(())
 }
 

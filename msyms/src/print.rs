@@ -97,6 +97,30 @@ pub fn write_kernel_symbol(out: &mut dyn Write, symbol: &KernelSymbol) -> io::Re
 }
 
 /// The last line of `call`: the result as a signed decimal and as hex.
+/// `x`: 16 bytes a line, address, hex, and the printable ones as text.
+pub fn write_hex_dump(out: &mut dyn Write, address: u64, bytes: &[u8]) -> io::Result<()> {
+    for (i, line) in bytes.chunks(16).enumerate() {
+        let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+        let text: String = line
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        writeln!(
+            out,
+            "{:#x}  {:<47}  |{text}|",
+            address + 16 * i as u64,
+            hex.join(" ")
+        )?;
+    }
+    Ok(())
+}
+
 pub fn format_result(value: u64) -> String {
     format!("= {} ({value:#x})", value as i64)
 }

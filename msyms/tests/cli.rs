@@ -549,3 +549,71 @@ fn load_errors() {
     run.expect(1);
     assert!(run.stderr.contains("/no/such/dir/x.o"), "{}", run.stderr);
 }
+
+/// The debugger commands on an emulated module: a breakpoint pauses `call`, `bt` names the
+/// caller, `x $sp` reads the stack, `step` moves, `continue` stops at the next hit and, with
+/// the breakpoint deleted, finishes with the native answer.
+#[test]
+fn emulated_breakpoint_step_continue() {
+    let dir = corpus_of("mipsel", "gcc-longcalls");
+    let script = format!(
+        "load {zlib}; load {driver}; break crc32; call zlib_selftest; bt; regs; x $sp 16; \
+         step 3; continue; delete 1; continue",
+        zlib = path_str(&dir.join("zlib.o")),
+        driver = path_str(&dir.join("zlib_driver.o")),
+    );
+    let run = msyms(&["--arch", "mipsel", "-c", &script]);
+    run.expect(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let stops: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("stopped: "))
+        .collect();
+    assert_eq!(stops.len(), 3, "{}", run.stdout);
+    assert!(
+        stops[0].starts_with("stopped: breakpoint 1 at pc 0x")
+            && stops[0].ends_with("(zlib:crc32+0x0)")
+    );
+    assert!(
+        stops[1].starts_with("stopped: stepped to pc 0x"),
+        "{}",
+        stops[1]
+    );
+    assert!(stops[2].ends_with("(zlib:crc32+0x0)"), "{}", stops[2]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("#1 ") && l.contains("zlib_driver:zlib_selftest+")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("pc    0x") && l.ends_with("zlib:crc32+0x0")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("0x500ff")),
+        "x $sp: {}",
+        run.stdout
+    );
+    let expected = read_answers("mipsel", "gcc-longcalls")
+        .into_iter()
+        .find(|a| a.call == "zlib_selftest")
+        .expect("an answer for zlib_selftest")
+        .value;
+    assert_eq!(
+        run.last_line(),
+        msyms::print::format_result(expected as u64)
+    );
+}
+
+/// Breakpoints need a machine that can stop module code.
+#[test]
+fn breakpoints_on_the_native_machine_are_refused() {
+    let run = msyms(&["-c", "break strlen"]);
+    run.expect(1);
+    assert!(run.stderr.contains("no debugger"), "{}", run.stderr);
+}

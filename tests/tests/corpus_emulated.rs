@@ -142,3 +142,81 @@ fn runaway_calls_stop_at_the_instruction_budget() {
         .unwrap();
     assert_eq!(crc, 907_060_870);
 }
+
+/// The answer the natively linked program gave for `function` in `arch/variant`.
+fn answer(arch: &str, variant: &str, function: &str) -> i64 {
+    read_answers(&variants(arch)[variant])
+        .unwrap()
+        .into_iter()
+        .find(|c| c.function == function)
+        .unwrap_or_else(|| panic!("no answer for {function}"))
+        .expected
+}
+
+/// A breakpoint pauses a call where it is set: the registers show it, the backtrace names the
+/// caller, steps advance it, `continue` runs to the next hit and then to the end, with the
+/// native answer.
+fn breakpoint_step_continue(arch: &str, variant: &str) {
+    let kernel = Kernel::emulated(ArchKind::from_name(arch).unwrap()).unwrap();
+    let dir = dlkm_tests::corpus_dir().join(arch).join(variant);
+    kernel.load_path(dir.join("zlib.o")).unwrap();
+    kernel.load_path(dir.join("zlib_driver.o")).unwrap();
+    let crc32 = kernel.resolve("crc32").unwrap();
+    let debugger = kernel.debugger().unwrap();
+    let id = debugger.set_breakpoint(crc32).unwrap();
+    assert_eq!(debugger.breakpoints(), vec![(id, crc32)]);
+
+    let at_breakpoint = |outcome: Result<u64, LoadError>| match outcome {
+        Err(LoadError::Stopped {
+            stop: Stop::Breakpoint { id: hit, pc },
+            location: Some(location),
+        }) => {
+            assert_eq!((hit, pc), (id, crc32));
+            assert_eq!(location, "zlib:crc32+0x0");
+        }
+        other => panic!("{arch}: expected the breakpoint, got {other:?}"),
+    };
+    // zlib_selftest calls crc32(0, NULL, 0), then crc32 over its buffer.
+    at_breakpoint(kernel.call_symbol("zlib_selftest", &[]));
+    let registers = debugger.registers().unwrap();
+    assert!(registers.contains(&("pc", crc32)), "{registers:?}");
+    let first_argument = if arch == "aarch64" { "x0" } else { "a0" };
+    assert!(registers.contains(&(first_argument, 0)), "{registers:?}");
+    let frames = debugger.backtrace().unwrap();
+    assert_eq!(frames[0], crc32);
+    let caller = frames[1..]
+        .iter()
+        .filter_map(|&a| kernel.describe_address(a))
+        .next()
+        .expect("a frame in a module");
+    assert!(caller.starts_with("zlib_driver:zlib_selftest+"), "{caller}");
+
+    match kernel.resume(Some(3)) {
+        Err(LoadError::Stopped {
+            stop: Stop::Stepped { pc },
+            ..
+        }) => assert!(pc != crc32, "three steps moved the pc"),
+        other => panic!("{arch}: expected a step, got {other:?}"),
+    }
+    let busy = kernel.call_symbol("zlib_selftest", &[]);
+    assert!(busy.is_err(), "no new call while one is paused");
+    at_breakpoint(kernel.resume(None));
+    debugger.delete_breakpoint(id).unwrap();
+    let expected = answer(arch, variant, "zlib_selftest");
+    assert_eq!(kernel.resume(None).unwrap() as i64, expected);
+    assert!(kernel.resume(None).is_err(), "nothing left to continue");
+    assert_eq!(
+        kernel.call_symbol("zlib_selftest", &[]).unwrap() as i64,
+        expected
+    );
+}
+
+#[test]
+fn breakpoints_and_steps_aarch64() {
+    breakpoint_step_continue("aarch64", "gcc-pie");
+}
+
+#[test]
+fn breakpoints_and_steps_mips() {
+    breakpoint_step_continue("mips", "gcc");
+}

@@ -31,6 +31,14 @@ impl ArchKind {
         }
     }
 
+    /// Bytes in a pointer (and a general register).
+    pub fn word_bytes(self) -> u64 {
+        match self {
+            ArchKind::X86_64 | ArchKind::Aarch64 => 8,
+            ArchKind::Mips { .. } => 4,
+        }
+    }
+
     /// The name msyms uses for it (`--arch`).
     pub fn name(self) -> &'static str {
         match self {

@@ -77,4 +77,31 @@ pub trait Machine: Send + Sync {
     /// Pushes out what module code has written to buffered output (C stdio), so that it
     /// appears before whatever the caller prints next.
     fn flush_output(&self);
+
+    /// Breakpoints and stepping, where the machine can stop module code.
+    fn debugger(&self) -> Option<&dyn Debugger> {
+        None
+    }
+}
+
+/// A machine that can stop module code: a call that reaches a breakpoint pauses, and is
+/// inspected, stepped or continued before anything else is called.
+pub trait Debugger {
+    /// Stops calls at `address`; returns the breakpoint's number.
+    fn set_breakpoint(&self, address: u64) -> Result<u32, MachineError>;
+
+    fn delete_breakpoint(&self, id: u32) -> Result<(), MachineError>;
+
+    /// The breakpoints: number and address.
+    fn breakpoints(&self) -> Vec<(u32, u64)>;
+
+    /// Goes on with the paused call: `steps` instructions, or until it returns (or stops
+    /// again). Returns its result once it has returned.
+    fn resume(&self, steps: Option<u64>) -> Result<u64, MachineError>;
+
+    /// The paused call's registers, by their ABI names.
+    fn registers(&self) -> Result<Vec<(&'static str, u64)>, MachineError>;
+
+    /// The paused call's code addresses, innermost first.
+    fn backtrace(&self) -> Result<Vec<u64>, MachineError>;
 }

@@ -46,7 +46,45 @@ const REGISTERS: Registers = Registers {
     link: R::X30 as Reg,
     preserved: &PRESERVED,
     word_bytes: 8,
+    named: &NAMED,
 };
+
+const NAMED: [(&str, Reg); 34] = [
+    ("x0", R::X0 as Reg),
+    ("x1", R::X1 as Reg),
+    ("x2", R::X2 as Reg),
+    ("x3", R::X3 as Reg),
+    ("x4", R::X4 as Reg),
+    ("x5", R::X5 as Reg),
+    ("x6", R::X6 as Reg),
+    ("x7", R::X7 as Reg),
+    ("x8", R::X8 as Reg),
+    ("x9", R::X9 as Reg),
+    ("x10", R::X10 as Reg),
+    ("x11", R::X11 as Reg),
+    ("x12", R::X12 as Reg),
+    ("x13", R::X13 as Reg),
+    ("x14", R::X14 as Reg),
+    ("x15", R::X15 as Reg),
+    ("x16", R::X16 as Reg),
+    ("x17", R::X17 as Reg),
+    ("x18", R::X18 as Reg),
+    ("x19", R::X19 as Reg),
+    ("x20", R::X20 as Reg),
+    ("x21", R::X21 as Reg),
+    ("x22", R::X22 as Reg),
+    ("x23", R::X23 as Reg),
+    ("x24", R::X24 as Reg),
+    ("x25", R::X25 as Reg),
+    ("x26", R::X26 as Reg),
+    ("x27", R::X27 as Reg),
+    ("x28", R::X28 as Reg),
+    ("fp", R::X29 as Reg),
+    ("lr", R::X30 as Reg),
+    ("sp", R::SP as Reg),
+    ("pc", R::PC as Reg),
+    ("nzcv", R::NZCV as Reg),
+];
 
 pub(super) struct Aarch64;
 
@@ -149,5 +187,24 @@ impl Target for Aarch64 {
 
     fn int_result(&self, uc: &Uc) -> Result<u64, uc_error> {
         uc.reg_read(R::X0)
+    }
+
+    /// The pc, lr, then the frame records: x29 points at {previous x29, return address}.
+    fn return_addresses(&self, uc: &Uc, stack: (u64, u64)) -> Vec<u64> {
+        let read = |reg| uc.reg_read(reg).unwrap_or(0);
+        let mut frames = vec![read(R::PC), read(R::X30)];
+        let mut fp = read(R::X29);
+        while (stack.0..stack.1 - 16).contains(&fp) && frames.len() < 64 {
+            let Ok(record) = uc.mem_read_as_vec(fp, 16) else {
+                break;
+            };
+            let next = u64::from_le_bytes(record[..8].try_into().expect("8 bytes"));
+            frames.push(u64::from_le_bytes(record[8..].try_into().expect("8 bytes")));
+            if next <= fp {
+                break;
+            }
+            fp = next;
+        }
+        frames
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use dlkm_linker::{ExternalKind, ExternalSymbol};
 use unicorn_engine::unicorn_const::{uc_error, HookType, MemType, Prot};
-use unicorn_engine::Unicorn;
+use unicorn_engine::{UcHookId, Unicorn};
 
 use super::heap::Heap;
 use super::runtime::{self, Runtime};
@@ -46,6 +46,10 @@ pub(crate) struct EngineData {
     pub bad_access: Option<(MemType, u64)>,
     /// Instructions each call may still run (nested calls share the caller's).
     pub budget: u64,
+    /// How deep in runs started by runtime functions the CPU is (0: the host's call).
+    pub nesting: u32,
+    /// The breakpoint a resumed call starts at, passed over once.
+    pub resume_from: Option<u64>,
 }
 
 pub(super) struct Engine {
@@ -53,6 +57,10 @@ pub(super) struct Engine {
     /// Module reservations: base → size.
     reservations: BTreeMap<u64, u64>,
     budget: u64,
+    /// Where the host's call is paused (at a breakpoint or after steps), if it is.
+    paused: Option<u64>,
+    breakpoints: BTreeMap<u32, (u64, UcHookId)>,
+    next_breakpoint: u32,
 }
 
 fn machine_error(context: &'static str) -> impl Fn(uc_error) -> MachineError {
@@ -72,6 +80,8 @@ impl Engine {
             stop: None,
             bad_access: None,
             budget: DEFAULT_BUDGET,
+            nesting: 0,
+            resume_from: None,
         };
         let start = machine_error("cannot start the emulator");
         let mut uc = Unicorn::new_with_data(arch, mode, data).map_err(&start)?;
@@ -113,6 +123,9 @@ impl Engine {
             uc,
             reservations: BTreeMap::new(),
             budget: DEFAULT_BUDGET,
+            paused: None,
+            breakpoints: BTreeMap::new(),
+            next_breakpoint: 1,
         })
     }
 
@@ -238,11 +251,106 @@ impl Engine {
         })
     }
 
-    /// Calls the function at `address` from the host, on a fresh stack.
+    /// Calls the function at `address` from the host, on a fresh stack. A breakpoint leaves
+    /// the call paused, to be resumed by [`Engine::resume`].
     pub fn call(&mut self, address: u64, args: &[u64]) -> Result<u64, MachineError> {
+        if let Some(pc) = self.paused {
+            return Err(MachineError::Paused { pc });
+        }
         let sp = STACK.1 - 256;
+        let target = self.uc.get_data().target;
+        target
+            .set_call(&mut self.uc, address, args, sp, RETURN_ADDRESS)
+            .map_err(|e| MachineError::Stopped(emulator(e)))?;
         self.uc.get_data_mut().budget = self.budget;
-        call_guest(&mut self.uc, address, args, sp).map_err(MachineError::Stopped)
+        let outcome = run_until_return(&mut self.uc, address, self.budget);
+        self.settle(outcome)
+    }
+
+    /// Goes on with the paused call: to its end (or the next breakpoint), or `steps`
+    /// instructions.
+    pub fn resume(&mut self, steps: Option<u64>) -> Result<u64, MachineError> {
+        let pc = self.paused.ok_or(MachineError::NotPaused)?;
+        // The breakpoint the call stopped at must not stop it again at once.
+        self.uc.get_data_mut().resume_from = Some(pc);
+        let count = steps.unwrap_or(self.budget);
+        let outcome = match run_until_return(&mut self.uc, pc, count) {
+            Err(Stop::Budget { pc, .. }) if steps.is_some() => Err(Stop::Stepped { pc }),
+            other => other,
+        };
+        self.uc.get_data_mut().resume_from = None;
+        self.settle(outcome)
+    }
+
+    /// Records whether a call is paused after it ran.
+    fn settle(&mut self, outcome: Result<u64, Stop>) -> Result<u64, MachineError> {
+        self.paused = match &outcome {
+            Err(Stop::Breakpoint { pc, .. } | Stop::Stepped { pc }) => Some(*pc),
+            _ => None,
+        };
+        outcome.map_err(MachineError::Stopped)
+    }
+
+    pub fn set_breakpoint(&mut self, address: u64) -> Result<u32, MachineError> {
+        let id = self.next_breakpoint;
+        let hook = self
+            .uc
+            .add_code_hook(address, address, move |uc, pc, _| {
+                let data = uc.get_data_mut();
+                if data.nesting > 0 || data.resume_from.take() == Some(pc) {
+                    return;
+                }
+                data.stop = Some(Stop::Breakpoint { id, pc });
+                let _ = uc.emu_stop();
+            })
+            .map_err(machine_error("cannot set a breakpoint"))?;
+        self.next_breakpoint += 1;
+        self.breakpoints.insert(id, (address, hook));
+        Ok(id)
+    }
+
+    pub fn delete_breakpoint(&mut self, id: u32) -> Result<(), MachineError> {
+        let (_, hook) = self
+            .breakpoints
+            .remove(&id)
+            .ok_or(MachineError::NoBreakpoint(id))?;
+        self.uc
+            .remove_hook(hook)
+            .map_err(machine_error("cannot delete a breakpoint"))
+    }
+
+    pub fn breakpoints(&self) -> Vec<(u32, u64)> {
+        self.breakpoints
+            .iter()
+            .map(|(&id, &(address, _))| (id, address))
+            .collect()
+    }
+
+    /// The paused call's registers, by name.
+    pub fn registers(&self) -> Result<Vec<(&'static str, u64)>, MachineError> {
+        self.paused.ok_or(MachineError::NotPaused)?;
+        let target = self.uc.get_data().target;
+        target
+            .registers()
+            .named
+            .iter()
+            .map(|&(name, reg)| {
+                self.uc
+                    .reg_read(reg)
+                    .map(|value| (name, value))
+                    .map_err(machine_error("cannot read registers"))
+            })
+            .collect()
+    }
+
+    /// The paused call's code addresses, innermost first: the pc, then return addresses.
+    pub fn backtrace(&self) -> Result<Vec<u64>, MachineError> {
+        self.paused.ok_or(MachineError::NotPaused)?;
+        let target = self.uc.get_data().target;
+        let mut frames = target.return_addresses(&self.uc, STACK);
+        frames.retain(|&a| a != RETURN_ADDRESS);
+        frames.dedup();
+        Ok(frames)
     }
 
     pub fn take_output(&mut self) -> Vec<(u64, Vec<u8>)> {
@@ -250,31 +358,43 @@ impl Engine {
     }
 }
 
-/// Runs the function at `address` until it returns to [`RETURN_ADDRESS`], from the host or
-/// from a runtime function's hook (a nested run, as qsort calling a module's comparator);
-/// the caller's registers are saved and restored around it.
+/// Runs the function at `address` until it returns to [`RETURN_ADDRESS`], from a runtime
+/// function's hook (a nested run, as qsort calling a module's comparator); the caller's
+/// registers are saved and restored around it. Breakpoints do not stop nested runs.
 pub(super) fn call_guest(uc: &mut Uc, address: u64, args: &[u64], sp: u64) -> Result<u64, Stop> {
     let target = uc.get_data().target;
-    let emulator = |e: uc_error| Stop::Emulator(format!("{e:?}"));
     let mut saved = uc.context_alloc().map_err(emulator)?;
     uc.context_save(&mut saved).map_err(emulator)?;
     target
         .set_call(uc, address, args, sp, RETURN_ADDRESS)
         .map_err(emulator)?;
     let budget = uc.get_data().budget;
+    uc.get_data_mut().nesting += 1;
+    let outcome = run_until_return(uc, address, budget);
+    uc.get_data_mut().nesting -= 1;
+    uc.context_restore(&saved).map_err(emulator)?;
+    outcome
+}
+
+fn emulator(e: uc_error) -> Stop {
+    Stop::Emulator(format!("{e:?}"))
+}
+
+/// Runs from `pc` for at most `count` instructions, until the call returns to
+/// [`RETURN_ADDRESS`]: its result, or why it stopped first.
+fn run_until_return(uc: &mut Uc, pc: u64, count: u64) -> Result<u64, Stop> {
+    let target = uc.get_data().target;
     let data = uc.get_data_mut();
     data.stop = None;
     data.bad_access = None;
-    let ran = uc.emu_start(address, RETURN_ADDRESS, 0, budget as usize);
+    let ran = uc.emu_start(pc, RETURN_ADDRESS, 0, count as usize);
     let pc = uc.reg_read(target.registers().pc).unwrap_or(0);
-    let outcome = match (ran, uc.get_data_mut().stop.take()) {
+    match (ran, uc.get_data_mut().stop.take()) {
         (_, Some(stop)) => Err(stop),
         (Err(error), None) => Err(fault(uc, pc, error)),
-        (Ok(()), None) if pc != RETURN_ADDRESS => Err(Stop::Budget { pc, budget }),
+        (Ok(()), None) if pc != RETURN_ADDRESS => Err(Stop::Budget { pc, budget: count }),
         (Ok(()), None) => target.int_result(uc).map_err(emulator),
-    };
-    uc.context_restore(&saved).map_err(emulator)?;
-    outcome
+    }
 }
 
 fn fault(uc: &mut Uc, pc: u64, error: uc_error) -> Stop {

@@ -45,7 +45,48 @@ const REGISTERS: Registers = Registers {
     link: R::RA as Reg,
     preserved: &PRESERVED,
     word_bytes: 4,
+    named: &NAMED,
 };
+
+const NAMED: [(&str, Reg); 35] = [
+    ("zero", R::ZERO as Reg),
+    ("at", R::AT as Reg),
+    ("v0", R::V0 as Reg),
+    ("v1", R::V1 as Reg),
+    ("a0", R::A0 as Reg),
+    ("a1", R::A1 as Reg),
+    ("a2", R::A2 as Reg),
+    ("a3", R::A3 as Reg),
+    ("t0", R::T0 as Reg),
+    ("t1", R::T1 as Reg),
+    ("t2", R::T2 as Reg),
+    ("t3", R::T3 as Reg),
+    ("t4", R::T4 as Reg),
+    ("t5", R::T5 as Reg),
+    ("t6", R::T6 as Reg),
+    ("t7", R::T7 as Reg),
+    ("s0", R::S0 as Reg),
+    ("s1", R::S1 as Reg),
+    ("s2", R::S2 as Reg),
+    ("s3", R::S3 as Reg),
+    ("s4", R::S4 as Reg),
+    ("s5", R::S5 as Reg),
+    ("s6", R::S6 as Reg),
+    ("s7", R::S7 as Reg),
+    ("t8", R::T8 as Reg),
+    ("t9", R::T9 as Reg),
+    ("k0", R::K0 as Reg),
+    ("k1", R::K1 as Reg),
+    ("gp", R::GP as Reg),
+    ("sp", R::SP as Reg),
+    ("s8", R::S8 as Reg),
+    ("ra", R::RA as Reg),
+    ("pc", R::PC as Reg),
+    ("hi", R::HI as Reg),
+    ("lo", R::LO as Reg),
+];
+/// How far up the stack the backtrace looks for return addresses.
+const STACK_SCAN: u64 = 0x1000;
 
 pub(super) struct Mips {
     pub big_endian: bool,
@@ -78,6 +119,19 @@ impl Mips {
         }
         let sp = uc.reg_read(R::SP)?;
         read_word(uc, sp + offset, 4, self.big_endian)
+    }
+
+    /// Whether `address` is where a call returns: 8 bytes after a `jal` or `jalr`.
+    fn follows_call(&self, uc: &Uc, address: u64) -> bool {
+        if address % 4 != 0 || address < 8 {
+            return false;
+        }
+        let Ok(word) = read_word(uc, address - 8, 4, self.big_endian) else {
+            return false;
+        };
+        let jal = word >> 26 == 3;
+        let jalr = word >> 26 == 0 && word & 0x3f == 9;
+        jal || jalr
     }
 
     fn read_double_pair(&self, uc: &Uc, (low, high): (R, R)) -> Result<u64, uc_error> {
@@ -194,6 +248,25 @@ impl Target for Mips {
                 uc.reg_write(high, value >> 32)
             }
         }
+    }
+
+    /// o32 code keeps no frame chain: after the pc and ra, words on the stack that point just
+    /// past a `jal`/`jalr` and its delay slot are taken for saved return addresses.
+    fn return_addresses(&self, uc: &Uc, stack: (u64, u64)) -> Vec<u64> {
+        let read = |reg| uc.reg_read(reg).unwrap_or(0) & 0xffff_ffff;
+        let mut frames = vec![read(R::PC), read(R::RA)];
+        let sp = read(R::SP);
+        let end = stack.1.min(sp + STACK_SCAN);
+        let mut at = sp;
+        while (stack.0..end).contains(&at) {
+            if let Ok(word) = read_word(uc, at, 4, self.big_endian) {
+                if word != frames[1] && self.follows_call(uc, word) {
+                    frames.push(word);
+                }
+            }
+            at += 4;
+        }
+        frames
     }
 
     /// v0, sign-extended: a C `int` or `long` result as the host reads it.

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use dlkm_linker::{ArchKind, ExternalSymbol};
 
-use super::{Machine, Placement, Protection};
+use super::{Debugger, Machine, Placement, Protection};
 use crate::error::MachineError;
 pub use engine::DEFAULT_BUDGET;
 use engine::{Engine, PAGE};
@@ -173,6 +173,10 @@ impl Machine for EmulatedMachine {
         engine::KERNEL_CODE.0
     }
 
+    fn debugger(&self) -> Option<&dyn Debugger> {
+        Some(self)
+    }
+
     fn flush_output(&self) {
         let Ok(output) = self.run(|engine| engine.take_output()) else {
             return;
@@ -185,5 +189,31 @@ impl Machine for EmulatedMachine {
                 out.write_all(&bytes).and_then(|()| out.flush())
             };
         }
+    }
+}
+
+impl Debugger for EmulatedMachine {
+    fn set_breakpoint(&self, address: u64) -> Result<u32, MachineError> {
+        self.run(move |engine| engine.set_breakpoint(address))?
+    }
+
+    fn delete_breakpoint(&self, id: u32) -> Result<(), MachineError> {
+        self.run(move |engine| engine.delete_breakpoint(id))?
+    }
+
+    fn breakpoints(&self) -> Vec<(u32, u64)> {
+        self.run(|engine| engine.breakpoints()).unwrap_or_default()
+    }
+
+    fn resume(&self, steps: Option<u64>) -> Result<u64, MachineError> {
+        self.run(move |engine| engine.resume(steps))?
+    }
+
+    fn registers(&self) -> Result<Vec<(&'static str, u64)>, MachineError> {
+        self.run(|engine| engine.registers())?
+    }
+
+    fn backtrace(&self) -> Result<Vec<u64>, MachineError> {
+        self.run(|engine| engine.backtrace())?
     }
 }

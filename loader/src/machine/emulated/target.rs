@@ -51,6 +51,8 @@ pub(super) struct Registers {
     pub preserved: &'static [Reg],
     /// Width of a register word and of a pointer.
     pub word_bytes: u64,
+    /// What the debugger's `regs` shows, by the names the ABI gives them.
+    pub named: &'static [(&'static str, Reg)],
 }
 
 pub(super) trait Target: Send + Sync + 'static {
@@ -88,6 +90,10 @@ pub(super) trait Target: Send + Sync + 'static {
 
     /// Sets the result of a function returning class `class` (doubles as their bits).
     fn set_result(&self, uc: &mut Uc, class: ArgClass, value: u64) -> Result<(), uc_error>;
+
+    /// The code addresses of the stopped call's frames, innermost first: the pc, the return
+    /// address in the link register, then those found in the stack (`stack`: its bounds).
+    fn return_addresses(&self, uc: &Uc, stack: (u64, u64)) -> Vec<u64>;
 
     /// The integer result of a call that has returned, sign-extended to 64 bits from the
     /// register width.
