@@ -16,6 +16,9 @@ mod functions;
 
 pub(super) use functions::FUNCTIONS;
 
+/// The most bytes one runtime function reads or writes at once: more than any region holds.
+const MAX_ACCESS: u64 = 1 << 28;
+
 /// A runtime function: its C name and what it does.
 pub(super) struct Function {
     pub name: &'static str,
@@ -282,9 +285,24 @@ impl Call<'_, '_> {
     }
 
     pub fn read(&self, address: u64, len: u64) -> Result<Vec<u8>, Stop> {
+        self.check_length(len)?;
         self.uc
             .mem_read_as_vec(address, len as usize)
             .map_err(|_| self.fail(format!("cannot read {len} bytes at {address:#x}")))
+    }
+
+    /// Refuses lengths no mapping of the machine has, before the host allocates for them.
+    fn check_length(&self, len: u64) -> Result<(), Stop> {
+        if len > MAX_ACCESS {
+            return Err(self.fail(format!("{len:#x} bytes is larger than any memory here")));
+        }
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `address` to `byte`.
+    pub fn fill(&mut self, address: u64, byte: u8, len: u64) -> Result<(), Stop> {
+        self.check_length(len)?;
+        self.write(address, &vec![byte; len as usize])
     }
 
     pub fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), Stop> {

@@ -154,7 +154,7 @@ fn memmove(c: &mut Call) -> Result {
 
 fn memset(c: &mut Call) -> Result {
     let (dst, byte, n) = (c.arg()?, c.arg()?, c.arg()?);
-    c.write(dst, &vec![byte as u8; n as usize])?;
+    c.fill(dst, byte as u8, n)?;
     c.ret(dst)
 }
 
@@ -307,7 +307,7 @@ fn calloc(c: &mut Call) -> Result {
         None => 0,
     };
     if block != 0 {
-        c.write(block, &vec![0; (n * size) as usize])?;
+        c.fill(block, 0, n * size)?;
     }
     c.ret(block)
 }
