@@ -2,13 +2,20 @@
 # Installs what building and testing dlkm needs on a fresh machine of this kind (Debian 12),
 # when it is missing: cmake and libclang (the emulated machine builds Unicorn from source,
 # and its bindings are generated with bindgen), and lld (the second linker of the golden
-# tests, with DLKM_NEED_LLD=1). Run by scripts/test.sh and scripts/msyms.sh; safe to run again.
+# tests, with DLKM_NEED_LLD=1), and with DLKM_NEED_AARCH64=1 the aarch64 cross compiler and
+# qemu-user, which run the native machine's tests on aarch64. Run by scripts/test.sh and scripts/msyms.sh; safe to run again.
 set -euo pipefail
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || missing+=(libclang-dev)
-[[ ${DLKM_NEED_LLD:-0} == 1 ]] && ! command -v ld.lld >/dev/null 2>&1 && missing+=(lld)
+if [[ ${DLKM_NEED_LLD:-0} == 1 ]]; then
+    command -v ld.lld >/dev/null 2>&1 || missing+=(lld)
+fi
+if [[ ${DLKM_NEED_AARCH64:-0} == 1 ]]; then
+    command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+    command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "== installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

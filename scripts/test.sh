@@ -23,6 +23,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== the native machine on aarch64, under qemu-user"
+scripts/test-aarch64.sh
 # A short, bounded fuzzing run of every linker target (scripts/fuzz.sh for longer ones).
 echo "== fuzzing (${DLKM_CI_FUZZ_SECONDS:-20}s per target)"
 scripts/fuzz.sh "${DLKM_CI_FUZZ_SECONDS:-20}"

@@ -380,8 +380,9 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
 }
 
 impl Object<'_> {
-    /// Undefined symbols this object reaches with a 32-bit reference that no stub can serve if
-    /// the symbol is data: the candidates for a copy when the module sits in the low 2 GiB.
+    /// Undefined symbols this object reaches with a 32-bit reference (or an ADRP, ±4 GiB) that
+    /// no stub can serve if the symbol is data: the module goes near them, or gets copies
+    /// when it must sit low.
     pub fn short_reach_imports(&self) -> Vec<&str> {
         with_arch!(self.arch, A => short_reach_imports_for::<A>(self))
     }
@@ -395,10 +396,11 @@ fn short_reach_imports_for<'o, A: Arch>(object: &'o Object) -> Vec<&'o str> {
         .flat_map(|s| &s.relocs)
         .filter(|r| {
             A::classify(r.r_type).is_ok_and(|k| {
+                // 32-bit fields, and aarch64's ADRP (±4 GiB of pages).
                 k.stub != StubUse::Branch
                     && matches!(
                         k.range,
-                        crate::Range::Signed(32) | crate::Range::Unsigned(32)
+                        crate::Range::Signed(n) | crate::Range::Unsigned(n) if (32..=33).contains(&n)
                     )
             })
         })

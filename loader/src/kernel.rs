@@ -739,24 +739,54 @@ impl Kernel {
         result
     }
 
-    /// Where `address` is: `module:symbol+offset` (or `module+offset` outside any symbol),
-    /// `None` outside every module.
+    /// Where `address` is: `module:symbol+offset` (the linker's areas as `module:*stubs*+off`,
+    /// `module+offset` outside any symbol), `kernel:symbol+offset` in the kernel's exports or
+    /// the machine's runtime; `None` elsewhere.
     pub fn describe_address(&self, address: u64) -> Option<String> {
         let state = self.state();
-        let module = state
+        let Some(module) = state
             .modules
             .values()
-            .find(|m| (m.info.base..m.info.base + m.info.size).contains(&address))?;
+            .find(|m| (m.info.base..m.info.base + m.info.size).contains(&address))
+        else {
+            return self.describe_kernel_address(&state, address);
+        };
+        let section = module
+            .info
+            .sections
+            .iter()
+            .find(|s| (s.address..s.address + s.size).contains(&address));
+        let name = &module.info.name;
+        if let Some(area) = section.filter(|s| s.name.starts_with('*')) {
+            return Some(format!(
+                "{name}:{}+{:#x}",
+                area.name,
+                address - area.address
+            ));
+        }
         let symbol = module
             .symbols
             .iter()
             .filter(|s| s.address <= address && !s.name.is_empty())
-            .filter(|s| address < s.address + s.size.max(1) || s.size == 0)
-            .max_by_key(|s| s.address);
+            .filter(|s| section.is_none_or(|sec| sec.name == s.section))
+            .filter(|s| s.size == 0 || address < s.address + s.size)
+            .max_by_key(|s| (s.address, s.size));
         Some(match symbol {
-            Some(s) => format!("{}:{}+{:#x}", module.info.name, s.name, address - s.address),
-            None => format!("{}+{:#x}", module.info.name, address - module.info.base),
+            Some(s) => format!("{name}:{}+{:#x}", s.name, address - s.address),
+            None => format!("{name}+{:#x}", address - module.info.base),
         })
+    }
+
+    fn describe_kernel_address(&self, state: &State, address: u64) -> Option<String> {
+        let export = state
+            .exports
+            .values()
+            .filter(|e| e.owner == Owner::Kernel && e.address <= address)
+            .filter(|e| address < e.address + e.size.max(1))
+            .max_by_key(|e| e.address)
+            .map(|e| (e.name.clone(), e.address));
+        let (name, start) = export.or_else(|| self.machine.host_symbol_at(address))?;
+        Some(format!("kernel:{name}+{:#x}", address - start))
     }
 
     /// A call that stopped in the machine, reported with where it stopped.

@@ -54,7 +54,20 @@ impl ArchChoice {
                 reason: "not an architecture dlkm links".into(),
             });
         };
-        Kernel::emulated(kind)
-            .map_err(|source| CommandError::load("cannot start the emulated machine", source))
+        emulated(self, kind)
     }
+}
+
+#[cfg(feature = "emulated")]
+fn emulated(_: ArchChoice, kind: ArchKind) -> Result<Kernel, CommandError> {
+    Kernel::emulated(kind)
+        .map_err(|source| CommandError::load("cannot start the emulated machine", source))
+}
+
+#[cfg(not(feature = "emulated"))]
+fn emulated(choice: ArchChoice, _: ArchKind) -> Result<Kernel, CommandError> {
+    Err(CommandError::Arch {
+        arch: choice.name().to_string(),
+        reason: "this msyms is built without the emulated machine (feature `emulated`)".into(),
+    })
 }

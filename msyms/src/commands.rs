@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use dlkm_loader::{Arg, LoadError, Stop};
 
+use crate::disasm;
 use crate::error::CommandError;
 use crate::parse::{parse_address, Token};
 use crate::print;
@@ -155,6 +156,21 @@ pub static COMMANDS: &[CommandSpec] = &[
         min_args: 1,
         max_args: Some(2),
         run: examine,
+    },
+    CommandSpec {
+        name: "dis",
+        aliases: &["disassemble"],
+        usage: "dis SYMBOL-or-ADDR[+OFF] [N]",
+        summary: "disassemble N instructions",
+        description: "Disassembles N instructions (default 16) from the address, each with its \
+                      module:symbol+offset, bytes, and branch, call and PC-relative targets \
+                      named (module symbols, the linker's *stubs* and *got* areas, kernel \
+                      functions).",
+        example: "dis crc32 8",
+        completes: Completes::Symbols,
+        min_args: 1,
+        max_args: Some(2),
+        run: disassemble,
     },
     CommandSpec {
         name: "break",
@@ -312,6 +328,9 @@ pub fn suggest(name: &str) -> Vec<String> {
     let limit = (name.chars().count() / 3).max(1) + 1;
     let mut close: Vec<(usize, &str)> = all_names()
         .map(|candidate| (edit_distance(name, candidate), candidate))
+        // One-letter aliases (`b`, `x`) are close to everything short: offer them only for
+        // names as short.
+        .filter(|&(_, candidate)| candidate.len() > 1 || name.len() <= 2)
         .filter(|&(distance, candidate)| {
             distance <= limit
                 || (name.len() >= 2 && (candidate.starts_with(name) || name.starts_with(candidate)))
@@ -567,6 +586,48 @@ fn examine(
         .read(address, len)
         .map_err(|e| load_error(format!("x {address:#x}"))(LoadError::Machine(e)))?;
     print::write_hex_dump(out, address, &bytes)?;
+    Ok(())
+}
+
+/// Longest instruction of any architecture dlkm runs (x86).
+const MAX_INSTRUCTION: u64 = 15;
+
+fn disassemble(
+    session: &mut Session,
+    args: &Args<'_>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let address = address_of(session, args.text(0)?)?;
+    let count = match args.optional(1) {
+        Some(n) => parse_address(n).map_err(CommandError::Syntax)?,
+        None => 16,
+    };
+    let kernel = session.kernel();
+    let machine = kernel.machine();
+    // Read what N instructions can take, or as much as is mapped up to there.
+    let mut len = count.saturating_mul(MAX_INSTRUCTION).min(1 << 20);
+    let code = loop {
+        match machine.read(address, len) {
+            Ok(code) => break code,
+            Err(_) if len > MAX_INSTRUCTION => len /= 2,
+            Err(e) => {
+                return Err(load_error(format!("dis {address:#x}"))(LoadError::Machine(
+                    e,
+                )))
+            }
+        }
+    };
+    let name_of = |target: u64| kernel.describe_address(target);
+    let lines = disasm::disassemble(machine.arch(), &code, address, count as usize, &name_of)
+        .map_err(|e| CommandError::Syntax(e.to_string()))?;
+    for line in &lines {
+        let label = kernel.describe_address(line.address);
+        writeln!(
+            out,
+            "{}",
+            disasm::format_line(line, Some(label.as_deref().unwrap_or("")))
+        )?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 pub mod arch;
 pub mod commands;
+pub mod disasm;
 mod error;
 pub mod link;
 pub mod parse;

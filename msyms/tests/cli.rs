@@ -617,3 +617,43 @@ fn breakpoints_on_the_native_machine_are_refused() {
     run.expect(1);
     assert!(run.stderr.contains("no debugger"), "{}", run.stderr);
 }
+
+/// `dis` names where each instruction is, and where branches and calls go: module symbols,
+/// the linker's stubs, kernel functions.
+#[test]
+fn dis_names_branch_targets_and_stubs() {
+    let native = corpus("gcc-pie").join("zlib.o");
+    let run = msyms(&["-c", &format!("load {}; dis crc32 2", path_str(&native))]);
+    run.expect(0);
+    let lines: Vec<&str> = run.stdout.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(lines[0].contains("zlib:crc32+0x0"), "{}", run.stdout);
+    assert!(
+        lines[1].contains("jmp") && lines[1].contains("<zlib:crc32_z+0x0>"),
+        "{}",
+        run.stdout
+    );
+
+    let dir = corpus_of("aarch64", "gcc-pie");
+    let script = format!(
+        "load {}; load {}; dis zlib_crc32 8; dis strlen 1",
+        path_str(&dir.join("zlib.o")),
+        path_str(&dir.join("zlib_driver.o"))
+    );
+    let run = msyms(&["--arch", "aarch64", "-c", &script]);
+    run.expect(0);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains(" bl ") && l.contains("<zlib_driver:*stubs*+")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("kernel:strlen+0x0") && l.ends_with("ret")),
+        "{}",
+        run.stdout
+    );
+}

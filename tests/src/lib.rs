@@ -17,6 +17,13 @@ pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
 }
 
+/// The corpus directory of this host's architecture (`corpus/x86_64`, `corpus/aarch64`), whose
+/// objects the native machine runs.
+pub fn host_corpus_dir() -> PathBuf {
+    let arch = dlkm_linker::ArchKind::host().expect("dlkm links for this host");
+    corpus_dir().join(arch.name())
+}
+
 /// One expected answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {

@@ -2,6 +2,8 @@
 //! library API, computes the answer its natively linked program computed under qemu-user.
 //! Every kernel call of these modules is a far call through the linker's stubs.
 
+#![cfg(feature = "emulated")]
+
 use dlkm_linker::ArchKind;
 use dlkm_loader::machine::emulated::EmulatedMachine;
 use dlkm_loader::{Arg, Kernel, KernelOptions, LoadError, Stop};

@@ -1,7 +1,7 @@
-//! Every x86_64 corpus object, loaded into this process through the library API, computes the
-//! answer the natively linked program computed.
+//! Every corpus object of this host's architecture (x86_64, or aarch64), loaded into this
+//! process through the library API, computes the answer the natively linked program computed.
 
-#![cfg(target_arch = "x86_64")]
+#![cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 
 use dlkm_loader::Kernel;
 use dlkm_tests::{by_module_set, read_answers, variants};
@@ -9,10 +9,11 @@ use dlkm_tests::{by_module_set, read_answers, variants};
 const VARIANTS: [&str; 3] = ["gcc-pie", "gcc-nopic", "clang"];
 
 fn run_variant(variant: &str) {
-    let all = variants("x86_64");
+    let arch = dlkm_linker::ArchKind::host().unwrap().name();
+    let all = variants(arch);
     let answers = all
         .get(variant)
-        .unwrap_or_else(|| panic!("corpus/x86_64/{variant}/answers.txt is missing"));
+        .unwrap_or_else(|| panic!("corpus/{arch}/{variant}/answers.txt is missing"));
     let checks = read_answers(answers).unwrap();
     for program in ["zlib", "lua", "sqlite"] {
         assert!(

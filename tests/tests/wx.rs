@@ -2,13 +2,13 @@
 //! while real modules are loaded and unloaded, and unloading unmaps each image. Alone in its
 //! test binary, so that no other test maps memory meanwhile.
 
-#![cfg(target_arch = "x86_64")]
+#![cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 
 use dlkm_loader::{Kernel, LoadError};
-use dlkm_tests::corpus_dir;
+use dlkm_tests::host_corpus_dir;
 
 fn object(variant: &str, file: &str) -> std::path::PathBuf {
-    corpus_dir().join("x86_64").join(variant).join(file)
+    host_corpus_dir().join(variant).join(file)
 }
 
 /// Mappings of this process that are writable and executable at once.

@@ -78,6 +78,11 @@ pub trait Machine: Send + Sync {
     /// appears before whatever the caller prints next.
     fn flush_output(&self);
 
+    /// The host symbol `address` falls in, with its start, where the machine can tell.
+    fn host_symbol_at(&self, _address: u64) -> Option<(String, u64)> {
+        None
+    }
+
     /// Breakpoints and stepping, where the machine can stop module code.
     fn debugger(&self) -> Option<&dyn Debugger> {
         None

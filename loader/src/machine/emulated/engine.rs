@@ -251,6 +251,19 @@ impl Engine {
         })
     }
 
+    /// The runtime function or variable `address` falls in, with its start.
+    pub fn host_symbol_at(&self, address: u64) -> Option<(String, u64)> {
+        if (KERNEL_CODE.0 + SLOT..KERNEL_CODE.1).contains(&address) {
+            let index = ((address - KERNEL_CODE.0) / SLOT - 1) as usize;
+            let function = runtime::FUNCTIONS.get(index)?;
+            return Some((
+                function.name.to_string(),
+                KERNEL_CODE.0 + SLOT * (index as u64 + 1),
+            ));
+        }
+        self.uc.get_data().runtime.variable_at(address)
+    }
+
     /// Calls the function at `address` from the host, on a fresh stack. A breakpoint leaves
     /// the call paused, to be resumed by [`Engine::resume`].
     pub fn call(&mut self, address: u64, args: &[u64]) -> Result<u64, MachineError> {

@@ -173,6 +173,11 @@ impl Machine for EmulatedMachine {
         engine::KERNEL_CODE.0
     }
 
+    fn host_symbol_at(&self, address: u64) -> Option<(String, u64)> {
+        self.run(move |engine| engine.host_symbol_at(address))
+            .ok()?
+    }
+
     fn debugger(&self) -> Option<&dyn Debugger> {
         Some(self)
     }

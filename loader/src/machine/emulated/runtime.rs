@@ -46,6 +46,15 @@ impl Runtime {
             .map(|&(_, address, size)| (address, size))
     }
 
+    pub fn variable_at(&self, address: u64) -> Option<(String, u64)> {
+        self.variables
+            .iter()
+            .find(|(name, start, size)| {
+                !name.is_empty() && (*start..start + size).contains(&address)
+            })
+            .map(|&(name, start, _)| (name.to_string(), start))
+    }
+
     fn allocate(&mut self, size: u64, align: u64) -> u64 {
         let base = if self.next_data == 0 {
             KERNEL_DATA.0
