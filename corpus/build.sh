@@ -200,6 +200,12 @@ build_variant() {
     done
     # The kernel-API module (needs the embedding program's exports; no answers).
     $cc $flags $OWNFLAGS $PREFIXMAP -c src/kernel/kernel_api.c -o "$out/kernel_api.o"
+    # Life-cycle modules: dependencies, entry-point prefixes, failing and vetoing entry
+    # points (no answers; tests/tests/lifecycle.rs).
+    mkdir -p "$out/lifecycle"
+    for src in src/lifecycle/*.c; do
+        $cc $flags $OWNFLAGS $PREFIXMAP -c "$src" -o "$out/lifecycle/$(basename "$src" .c).o"
+    done
     # Error cases, for one variant.
     if [[ $v == "${ERRORS_VARIANT[$arch]}" ]]; then
         mkdir -p "$out/errors"
@@ -393,8 +399,12 @@ done
 for key in "${KEYS[@]}"; do
     dest=$CORPUS/$key
     mkdir -p "$dest"
-    rm -f "$dest"/*.o "$dest"/errors/*.o "$dest/answers.txt"
-    [[ -d $dest/errors ]] && rmdir --ignore-fail-on-non-empty "$dest/errors"
+    rm -f "$dest"/*.o "$dest"/errors/*.o "$dest"/lifecycle/*.o "$dest/answers.txt"
+    for sub in errors lifecycle; do
+        if [[ -d $dest/$sub ]]; then
+            rmdir --ignore-fail-on-non-empty "$dest/$sub"
+        fi
+    done
     (cd "$BUILD/$key/out" && find . -type f | sort | while read -r f; do
         mkdir -p "$dest/$(dirname "$f")"
         cp "$f" "$dest/$f"

@@ -58,6 +58,36 @@ pub enum LoadError {
     #[error("call: {0}")]
     Call(String),
 
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
+
+    #[error("no {name}.o on the module path ({})", if searched.is_empty() { "empty".to_string() } else { searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ") })]
+    NotOnModulePath {
+        name: String,
+        searched: Vec<PathBuf>,
+    },
+
+    #[error("module {module}: its dependency {dependency} did not load: {source}")]
+    Dependency {
+        module: String,
+        dependency: String,
+        source: Box<LoadError>,
+    },
+
+    #[error("dependency cycle: {0}")]
+    DependencyCycle(String),
+
+    #[error("module {module} needs interface {interface} version {wanted}; the kernel {}", match exported { Some(v) => format!("exports version {v}"), None => "does not export it".to_string() })]
+    Interface {
+        module: String,
+        interface: String,
+        wanted: u32,
+        exported: Option<u32>,
+    },
+
+    #[error("module {0} is not held")]
+    NotHeld(String),
+
     /// A call into the machine that did not return: a fault, the instruction budget, abort.
     #[error("call stopped: {stop}{}", location.as_ref().map(|l| format!(" (in {l})")).unwrap_or_default())]
     Stopped {

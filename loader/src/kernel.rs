@@ -13,6 +13,7 @@ use dlkm_linker::{
 use crate::error::{LoadError, MachineError, Stop};
 use crate::machine::native::NativeMachine;
 use crate::machine::{Debugger, Machine, Placement, Protection};
+use crate::metadata::Metadata;
 
 /// Addresses a module placed below 2 GiB can reach with 32-bit absolute references.
 const LOW_LIMIT: u64 = 1 << 31;
@@ -87,9 +88,12 @@ pub struct ModuleInfo {
     pub name: String,
     pub path: Option<PathBuf>,
     pub module_type: &'static str,
+    pub version: u32,
     pub state: ModuleState,
     /// Modules that import from this one.
     pub refs: usize,
+    /// References taken with [`Kernel::hold`].
+    pub holds: usize,
     /// Modules this one imports from.
     pub deps: Vec<String>,
     /// Modules that import from this one.
@@ -141,14 +145,18 @@ struct Module {
     exports: Vec<String>,
     dep_ids: BTreeSet<ModuleId>,
     fini_array: Vec<u64>,
-    unload_entry: Option<u64>,
+    /// The unload entry point's name and address.
+    unload_entry: Option<(String, u64)>,
 }
 
 #[derive(Default)]
 struct State {
     exports: HashMap<String, KernelSymbol>,
+    /// Interfaces the embedder exports, and their versions.
+    interfaces: HashMap<String, u32>,
     modules: BTreeMap<ModuleId, Module>,
     next_id: u32,
+    modpath: Vec<PathBuf>,
 }
 
 /// A kernel: the symbol table, the loaded modules and the machine they run in.
@@ -233,9 +241,80 @@ impl Kernel {
         Ok(())
     }
 
-    /// Loads the module in the object file at `path`; its name is the file stem.
+    /// Loads the module in the object file at `path`, after the modules its metadata says it
+    /// depends on. Its name is the metadata's (`.modinfo`, `NAME.master` beside the object),
+    /// else the file stem.
     pub fn load_path(&self, path: impl AsRef<Path>) -> Result<ModuleId, LoadError> {
-        let path = path.as_ref();
+        self.load_path_in_chain(path.as_ref(), &mut Vec::new())
+    }
+
+    /// Loads module `name` from the module path (`NAME.o` in its first directory that has it),
+    /// or returns it if it is loaded already.
+    pub fn load_name(&self, name: &str) -> Result<ModuleId, LoadError> {
+        self.load_name_in_chain(name, &mut Vec::new())
+    }
+
+    /// Loads a module from the bytes of an object file.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<ModuleId, LoadError> {
+        self.load_object(name, None, bytes, &mut Vec::new())
+    }
+
+    /// Adds a directory to the module path, searched by [`Kernel::load_name`] and for
+    /// dependencies.
+    pub fn add_modpath(&self, dir: impl Into<PathBuf>) -> Result<(), LoadError> {
+        let dir = dir.into();
+        if !dir.is_dir() {
+            return Err(LoadError::Io {
+                path: dir,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
+        self.state().modpath.push(dir);
+        Ok(())
+    }
+
+    pub fn modpath(&self) -> Vec<PathBuf> {
+        self.state().modpath.clone()
+    }
+
+    /// Where `NAME.o` is on the module path.
+    pub fn find_object(&self, name: &str) -> Option<PathBuf> {
+        let file = format!("{name}.o");
+        self.state()
+            .modpath
+            .iter()
+            .map(|dir| dir.join(&file))
+            .find(|path| path.is_file())
+    }
+
+    /// Exports an interface (a name and a version) that modules may ask for in their
+    /// metadata (`interface=NAME=VERSION`); a module asking for a newer one is refused.
+    pub fn export_interface(&self, name: &str, version: u32) {
+        self.state().interfaces.insert(name.to_string(), version);
+    }
+
+    fn load_name_in_chain(
+        &self,
+        name: &str,
+        chain: &mut Vec<String>,
+    ) -> Result<ModuleId, LoadError> {
+        if let Some(id) = self.find_module(name) {
+            return Ok(id);
+        }
+        let path = self
+            .find_object(name)
+            .ok_or_else(|| LoadError::NotOnModulePath {
+                name: name.to_string(),
+                searched: self.modpath(),
+            })?;
+        self.load_path_in_chain(&path, chain)
+    }
+
+    fn load_path_in_chain(
+        &self,
+        path: &Path,
+        chain: &mut Vec<String>,
+    ) -> Result<ModuleId, LoadError> {
         let io = |source| LoadError::Io {
             path: path.to_path_buf(),
             source,
@@ -245,33 +324,102 @@ impl Kernel {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        self.load_object(&name, Some(path.to_path_buf()), &bytes)
+        self.load_object(&name, Some(path.to_path_buf()), &bytes, chain)
     }
 
-    /// Loads a module from the bytes of an object file.
-    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<ModuleId, LoadError> {
-        self.load_object(name, None, bytes)
+    /// The module's metadata: its `.modinfo` section, overridden by `STEM.master` beside it.
+    fn metadata(
+        &self,
+        stem: &str,
+        path: Option<&Path>,
+        object: &Object,
+    ) -> Result<Metadata, LoadError> {
+        let modinfo = object
+            .sections
+            .iter()
+            .find(|s| s.name == ".modinfo")
+            .map(|s| s.data);
+        let master_path = path.map(|p| p.with_file_name(format!("{stem}.master")));
+        let master_text = match &master_path {
+            Some(p) if p.is_file() => {
+                Some(std::fs::read_to_string(p).map_err(|source| LoadError::Io {
+                    path: p.clone(),
+                    source,
+                })?)
+            }
+            _ => None,
+        };
+        let master = master_path.as_deref().zip(master_text.as_deref());
+        Ok(Metadata::parse(stem, &object.name, modinfo, master)?)
+    }
+
+    /// Loads what `metadata` says the module depends on, first; a module already on `chain`
+    /// (being loaded for a module that depends on it) closes a cycle.
+    fn load_dependencies(
+        &self,
+        metadata: &Metadata,
+        chain: &mut Vec<String>,
+    ) -> Result<(), LoadError> {
+        chain.push(metadata.name.clone());
+        let result = metadata.depend.iter().try_for_each(|dep| {
+            if let Some(start) = chain.iter().position(|m| m == dep) {
+                let mut cycle = chain[start..].to_vec();
+                cycle.push(dep.clone());
+                return Err(LoadError::DependencyCycle(cycle.join(" -> ")));
+            }
+            self.load_name_in_chain(dep, chain)
+                .map(drop)
+                .map_err(|source| LoadError::Dependency {
+                    module: metadata.name.clone(),
+                    dependency: dep.clone(),
+                    source: Box::new(source),
+                })
+        });
+        chain.pop();
+        result
+    }
+
+    /// Refuses a module asking for an interface the kernel does not export at the version.
+    fn check_interfaces(&self, state: &State, metadata: &Metadata) -> Result<(), LoadError> {
+        for (interface, wanted) in &metadata.interface {
+            let exported = state.interfaces.get(interface).copied();
+            if exported.is_none_or(|v| v < *wanted) {
+                return Err(LoadError::Interface {
+                    module: metadata.name.clone(),
+                    interface: interface.clone(),
+                    wanted: *wanted,
+                    exported,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn load_object(
         &self,
-        name: &str,
+        stem: &str,
         path: Option<PathBuf>,
         bytes: &[u8],
+        chain: &mut Vec<String>,
     ) -> Result<ModuleId, LoadError> {
         let object_name = path
             .as_ref()
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|| name.to_string());
+            .unwrap_or_else(|| stem.to_string());
         let object = Object::parse(&object_name, bytes)?;
         if object.arch != self.machine.arch() {
             return Err(LoadError::WrongArch {
-                module: name.to_string(),
+                module: stem.to_string(),
                 object: object_name,
                 object_arch: object.arch.name(),
                 kernel_arch: self.machine.arch().name(),
             });
         }
+        let metadata = self.metadata(stem, path.as_deref(), &object)?;
+        let name = metadata.name.as_str();
+        // Refused before any dependency is loaded for it.
+        self.check_interfaces(&self.state(), &metadata)?;
+        self.load_dependencies(&metadata, chain)?;
         let mut state = self.state();
         if state.modules.values().any(|m| m.info.name == name) {
             return Err(LoadError::AlreadyLoaded(name.to_string()));
@@ -301,7 +449,7 @@ impl Kernel {
                 .and_then(|(output, imports)| {
                     self.run_constructors(&output).map(|()| (output, imports))
                 });
-        let (output, import_owners) = match published {
+        let (output, mut dep_ids) = match published {
             Ok(done) => done,
             Err(e) => {
                 let _ = self.machine.release(base);
@@ -309,19 +457,28 @@ impl Kernel {
             }
         };
 
+        // Explicit dependencies count as much as those from symbol use.
+        dep_ids.extend(
+            state
+                .modules
+                .values()
+                .filter(|m| metadata.depend.contains(&m.info.name))
+                .map(|m| m.info.id),
+        );
         let id = ModuleId(state.next_id);
         state.next_id += 1;
         let module = self.register(
             id,
-            name,
+            &metadata,
             path,
             &layout,
             &object,
             output,
-            import_owners,
+            dep_ids,
             options.copies.iter().map(|c| c.name.clone()).collect(),
         );
-        let load_entry = find_symbol(&module.symbols, "_load");
+        let load_name = metadata.entry_point("load");
+        let load_entry = find_symbol(&module.symbols, &load_name);
         self.add_module(&mut state, module);
         drop(state);
 
@@ -334,7 +491,7 @@ impl Kernel {
                 self.discard(id);
                 return Err(LoadError::EntryFailed {
                     module: name.to_string(),
-                    entry: "_load".into(),
+                    entry: load_name,
                     code,
                 });
             }
@@ -450,7 +607,7 @@ impl Kernel {
     fn register(
         &self,
         id: ModuleId,
-        name: &str,
+        metadata: &Metadata,
         path: Option<PathBuf>,
         layout: &dlkm_linker::Layout,
         object: &Object,
@@ -468,7 +625,8 @@ impl Kernel {
                 size,
             })
             .collect();
-        let mut entry_points: Vec<(String, u64)> = ["_load", "_unload"]
+        let (load, unload) = (metadata.entry_point("load"), metadata.entry_point("unload"));
+        let mut entry_points: Vec<(String, u64)> = [&load, &unload]
             .iter()
             .filter_map(|e| Some((e.to_string(), find_symbol(&output.symbols, e)?)))
             .collect();
@@ -483,11 +641,13 @@ impl Kernel {
         Module {
             info: ModuleInfo {
                 id,
-                name: name.to_string(),
+                name: metadata.name.clone(),
                 path,
-                module_type: "misc",
+                module_type: metadata.module_type.as_str(),
+                version: metadata.version,
                 state: ModuleState::Loaded,
                 refs: 0,
+                holds: 0,
                 deps: Vec::new(),
                 users: Vec::new(),
                 base,
@@ -499,7 +659,7 @@ impl Kernel {
                 got_relaxed: output.got_relaxed,
                 copied,
             },
-            unload_entry: find_symbol(&output.symbols, "_unload"),
+            unload_entry: find_symbol(&output.symbols, &unload).map(|a| (unload, a)),
             fini_array: output.fini_array,
             symbols: output.symbols,
             exports,
@@ -575,21 +735,27 @@ impl Kernel {
                     reason: format!("used by {}", users.join(", ")),
                 });
             }
+            if module.info.holds > 0 {
+                return Err(LoadError::Busy {
+                    module: module.info.name.clone(),
+                    reason: format!("held {} time(s)", module.info.holds),
+                });
+            }
             (
                 module.info.name.clone(),
-                module.unload_entry,
+                module.unload_entry.clone(),
                 module.fini_array.clone(),
             )
         };
-        if let Some(entry) = unload_entry {
+        if let Some((entry, address)) = unload_entry {
             let code = self
                 .machine
-                .call(entry, &[0])
+                .call(address, &[0])
                 .map_err(|e| self.locate_stop(e))? as i32 as i64;
             if code != 0 {
                 return Err(LoadError::EntryFailed {
                     module: name,
-                    entry: "_unload".into(),
+                    entry,
                     code,
                 });
             }
@@ -604,6 +770,31 @@ impl Kernel {
             self.machine.release(module.info.base)?;
         }
         Ok(())
+    }
+
+    /// Takes a reference on a module: it is not unloaded until released.
+    pub fn hold(&self, id: ModuleId) -> Result<usize, LoadError> {
+        let mut state = self.state();
+        let module = state
+            .modules
+            .get_mut(&id)
+            .ok_or_else(|| LoadError::NoSuchModule(id.to_string()))?;
+        module.info.holds += 1;
+        Ok(module.info.holds)
+    }
+
+    /// Gives back a reference taken with [`Kernel::hold`].
+    pub fn release(&self, id: ModuleId) -> Result<usize, LoadError> {
+        let mut state = self.state();
+        let module = state
+            .modules
+            .get_mut(&id)
+            .ok_or_else(|| LoadError::NoSuchModule(id.to_string()))?;
+        if module.info.holds == 0 {
+            return Err(LoadError::NotHeld(module.info.name.clone()));
+        }
+        module.info.holds -= 1;
+        Ok(module.info.holds)
     }
 
     /// Finds a loaded module by name or by number.

@@ -5,6 +5,7 @@
 mod error;
 mod kernel;
 pub mod machine;
+pub mod metadata;
 
 pub use error::{errno_name, LoadError, MachineError, Stop};
 pub use kernel::{

@@ -254,6 +254,32 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: backtrace,
     },
     CommandSpec {
+        name: "hold",
+        aliases: &[],
+        usage: "hold NAME-or-ID",
+        summary: "take a reference on a module",
+        description: "Takes a reference on the module: it cannot be unloaded (EBUSY) until \
+                      `release` gives the reference back. Prints the module's hold count.",
+        example: "hold zlib",
+        completes: Completes::Modules,
+        min_args: 1,
+        max_args: Some(1),
+        run: hold,
+    },
+    CommandSpec {
+        name: "release",
+        aliases: &[],
+        usage: "release NAME-or-ID",
+        summary: "give back a reference taken with hold",
+        description: "Gives back one reference taken with `hold`; releasing a module nobody \
+                      holds is an error. Prints the module's hold count.",
+        example: "release zlib",
+        completes: Completes::Modules,
+        min_args: 1,
+        max_args: Some(1),
+        run: release,
+    },
+    CommandSpec {
         name: "modpath",
         aliases: &[],
         usage: "modpath [DIR]",
@@ -716,6 +742,32 @@ fn backtrace(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result
             .unwrap_or_else(|| "(kernel)".into());
         writeln!(out, "#{depth} {address:#x} {place}")?;
     }
+    Ok(())
+}
+
+fn hold(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let target = args.text(0)?;
+    let module = session.module(target)?;
+    let holds = session
+        .kernel()
+        .hold(module.id)
+        .map_err(load_error(format!("hold {target}")))?;
+    writeln!(out, "{} held {holds}", module.name)?;
+    Ok(())
+}
+
+fn release(
+    session: &mut Session,
+    args: &Args<'_>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let target = args.text(0)?;
+    let module = session.module(target)?;
+    let holds = session
+        .kernel()
+        .release(module.id)
+        .map_err(load_error(format!("release {target}")))?;
+    writeln!(out, "{} held {holds}", module.name)?;
     Ok(())
 }
 

@@ -31,6 +31,10 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     boot: Option<PathBuf>,
 
+    /// An interface the kernel exports, for modules whose metadata asks for it (repeatable).
+    #[arg(long = "interface", value_name = "NAME=VERSION", value_parser = parse_interface)]
+    interfaces: Vec<(String, u32)>,
+
     /// Seconds an auto-loaded module stays idle before it is unloaded (-1: never).
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     unload_delay: Option<i64>,
@@ -126,6 +130,9 @@ fn link(args: &LinkArgs) -> Result<ExitCode, CommandError> {
 /// Run mode: the boot file, then `-c`, the script or the prompt.
 fn run(cli: &Cli) -> Result<ExitCode, CommandError> {
     let mut session = Session::new(cli.arch.kernel()?);
+    for (name, version) in &cli.interfaces {
+        session.kernel().export_interface(name, *version);
+    }
     for dir in &cli.modpath {
         session.add_modpath(dir.clone())?;
     }
@@ -155,4 +162,18 @@ fn run(cli: &Cli) -> Result<ExitCode, CommandError> {
         msyms::repl::run(&mut session)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--interface NAME=VERSION`.
+fn parse_interface(text: &str) -> Result<(String, u32), String> {
+    let (name, version) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=VERSION"))?;
+    let version = version
+        .parse()
+        .map_err(|_| format!("`{version}` is not a version number"))?;
+    if name.is_empty() {
+        return Err("the interface name is empty".into());
+    }
+    Ok((name.to_string(), version))
 }

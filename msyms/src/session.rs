@@ -15,7 +15,6 @@ use crate::parse::{parse_line, Command, Token};
 pub struct Session {
     /// Shared with the REPL's completer, which lists module and symbol names.
     kernel: Arc<Kernel>,
-    modpath: Vec<PathBuf>,
     unload_delay: Option<i64>,
     finished: bool,
 }
@@ -24,7 +23,6 @@ impl Session {
     pub fn new(kernel: Kernel) -> Self {
         Session {
             kernel: Arc::new(kernel),
-            modpath: Vec::new(),
             unload_delay: None,
             finished: false,
         }
@@ -38,22 +36,19 @@ impl Session {
         Arc::clone(&self.kernel)
     }
 
-    pub fn modpath(&self) -> &[PathBuf] {
-        &self.modpath
+    /// The kernel's module path, which `load NAME` and dependencies search.
+    pub fn modpath(&self) -> Vec<PathBuf> {
+        self.kernel.modpath()
     }
 
     /// Appends a directory to the module path; it must exist, so a typo shows at once rather
     /// than as a module that cannot be found later.
     pub fn add_modpath(&mut self, dir: impl Into<PathBuf>) -> Result<(), CommandError> {
         let dir = dir.into();
-        if !dir.is_dir() {
-            return Err(CommandError::Io {
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
-                path: dir,
-            });
-        }
-        self.modpath.push(dir);
-        Ok(())
+        self.kernel.add_modpath(&dir).map_err(|_| CommandError::Io {
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            path: dir,
+        })
     }
 
     /// The default idle time before auto-loaded modules are unloaded (`--unload-delay`);
@@ -139,7 +134,7 @@ impl Session {
                 .search_modpath(&file)
                 .ok_or_else(|| CommandError::NotInModpath {
                     file,
-                    searched: self.modpath.clone(),
+                    searched: self.modpath(),
                 });
         }
         if single && !path.exists() {
@@ -151,7 +146,7 @@ impl Session {
     }
 
     fn search_modpath(&self, file: &str) -> Option<PathBuf> {
-        self.modpath
+        self.modpath()
             .iter()
             .map(|dir| dir.join(file))
             .find(|candidate| candidate.is_file())

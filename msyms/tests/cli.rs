@@ -657,3 +657,53 @@ fn dis_names_branch_targets_and_stubs() {
         run.stdout
     );
 }
+
+/// Dependencies from the module path, exported interfaces, holds and the busy rules through
+/// msyms, on emulated MIPS modules.
+#[test]
+fn dependencies_holds_and_busy_modules() {
+    let dir = corpus_of("mips", "gcc").join("lifecycle");
+    let script = "load lc_user; modules; call lc_user_run 1; unload lc_base; hold lc_user; \
+                  unload lc_user; release lc_user; unload lc_user; unload lc_base; release lc_base";
+    let run = msyms(&[
+        "--arch",
+        "mips",
+        "--keep-going",
+        "--interface",
+        "dlkm_test=2",
+        "--modpath",
+        path_str(&dir),
+        "-c",
+        script,
+    ]);
+    run.expect(1);
+    assert!(
+        run.stdout.contains("\n2 lc_user driver loaded 0 lc_base "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("\n1 lc_base misc loaded 1 - "),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("= 46 (0x2e)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("unloaded lc_user\nunloaded lc_base"),
+        "{}",
+        run.stdout
+    );
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 3, "{}", run.stderr);
+    assert!(
+        errors[0].contains("lc_base is busy: used by lc_user"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("lc_user is busy: held 1"),
+        "{}",
+        errors[1]
+    );
+    assert!(errors[2].contains("no module `lc_base`"), "{}", errors[2]);
+}

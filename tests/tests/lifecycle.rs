@@ -1,0 +1,223 @@
+//! The module life cycle on real objects (corpus/ARCH/VARIANT/lifecycle/, from
+//! corpus/src/lifecycle/): metadata from `.modinfo` and master files, dependencies loaded
+//! first and counted, cycles, interfaces, prefixed entry points, a failing `_load` undone, a
+//! vetoing `_unload`, holds. Natively on this host, and in the emulated machine for MIPS.
+
+use std::path::{Path, PathBuf};
+
+use dlkm_linker::ArchKind;
+use dlkm_loader::{Arg, Kernel, LoadError};
+use dlkm_tests::corpus_dir;
+
+/// The kernels the rules are checked in: this host's native one, and an emulated MIPS one.
+fn kernels() -> Vec<(Kernel, PathBuf)> {
+    let mut kernels = Vec::new();
+    if let Some(host) = ArchKind::host() {
+        let dir = corpus_dir().join(host.name()).join("gcc-pie/lifecycle");
+        kernels.push((Kernel::native().unwrap(), dir));
+    }
+    #[cfg(feature = "emulated")]
+    {
+        let dir = corpus_dir().join("mips/gcc/lifecycle");
+        let mips = ArchKind::Mips { big_endian: true };
+        kernels.push((Kernel::emulated(mips).unwrap(), dir));
+    }
+    kernels
+}
+
+fn module_names(kernel: &Kernel) -> Vec<String> {
+    kernel.modules().into_iter().map(|m| m.name).collect()
+}
+
+#[test]
+fn dependencies_load_first_and_are_counted() {
+    for (kernel, dir) in kernels() {
+        kernel.add_modpath(&dir).unwrap();
+        kernel.export_interface("dlkm_test", 2);
+        let user = kernel.load_path(dir.join("lc_user.o")).unwrap();
+        assert_eq!(module_names(&kernel), ["lc_base", "lc_user"]);
+        let info = kernel.module_info(user).unwrap();
+        assert_eq!(
+            (info.module_type, info.deps.clone()),
+            ("driver", vec!["lc_base".to_string()])
+        );
+        assert!(
+            info.entry_points.iter().any(|(name, _)| name == "lcu_load"),
+            "{:?}",
+            info.entry_points
+        );
+        let run = kernel.call_symbol("lc_user_run", &[Arg::Int(1)]).unwrap();
+        assert_eq!(
+            run as i64, 46,
+            "lcu_load ran once, after lc_base was loaded"
+        );
+
+        let base = kernel.find_module("lc_base").unwrap();
+        let base_info = kernel.module_info(base).unwrap();
+        assert_eq!((base_info.refs, base_info.version), (1, 3));
+        assert_eq!(base_info.users, ["lc_user"]);
+        match kernel.unload(base) {
+            Err(LoadError::Busy { reason, .. }) => assert!(reason.contains("lc_user"), "{reason}"),
+            other => panic!("unloading a module in use: {other:?}"),
+        }
+        kernel.unload(user).unwrap();
+        assert_eq!(kernel.module_info(base).unwrap().refs, 0);
+        kernel.unload(base).unwrap();
+        assert!(kernel.modules().is_empty());
+    }
+}
+
+#[test]
+fn a_missing_interface_refuses_the_module_before_its_dependencies_load() {
+    for (kernel, dir) in kernels() {
+        kernel.add_modpath(&dir).unwrap();
+        kernel.export_interface("dlkm_test", 1);
+        let err = kernel.load_path(dir.join("lc_user.o")).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LoadError::Interface {
+                    wanted: 2,
+                    exported: Some(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(kernel.modules().is_empty(), "nothing loaded for it");
+    }
+}
+
+#[test]
+fn dependency_cycles_are_named_and_load_nothing() {
+    for (kernel, dir) in kernels() {
+        kernel.add_modpath(&dir).unwrap();
+        let err = kernel
+            .load_path(dir.join("lc_cycle_a.o"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lc_cycle_a -> lc_cycle_b -> lc_cycle_a"),
+            "{err}"
+        );
+        assert!(kernel.modules().is_empty());
+    }
+}
+
+#[test]
+fn a_missing_dependency_is_named_with_the_path_searched() {
+    for (kernel, dir) in kernels() {
+        // No module path: lc_base cannot be found.
+        kernel.export_interface("dlkm_test", 2);
+        let err = kernel
+            .load_path(dir.join("lc_user.o"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lc_base") && err.contains("module path"),
+            "{err}"
+        );
+        assert!(kernel.modules().is_empty());
+    }
+}
+
+#[test]
+fn a_failing_load_is_undone_and_reported_by_errno_name() {
+    for (kernel, dir) in kernels() {
+        let err = kernel.load_path(dir.join("lc_fail.o")).unwrap_err();
+        match &err {
+            LoadError::EntryFailed { entry, code, .. } => {
+                assert_eq!((entry.as_str(), *code), ("_load", 19))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("ENODEV"), "{err}");
+        assert!(kernel.modules().is_empty());
+        assert!(
+            kernel.lookup("lc_fail_export").is_none(),
+            "its exports withdrawn"
+        );
+        // And it can be tried again: nothing of the first attempt is left in the way.
+        assert!(matches!(
+            kernel.load_path(dir.join("lc_fail.o")),
+            Err(LoadError::EntryFailed { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_vetoing_unload_leaves_the_module_loaded_and_counted() {
+    for (kernel, dir) in kernels() {
+        let id = kernel.load_path(dir.join("lc_veto.o")).unwrap();
+        let before = kernel.module_info(id).unwrap();
+        match kernel.unload(id) {
+            Err(LoadError::EntryFailed { entry, code, .. }) => {
+                assert_eq!((entry.as_str(), code), ("_unload", 16))
+            }
+            other => panic!("{other:?}"),
+        }
+        let after = kernel.module_info(id).expect("still loaded");
+        assert_eq!((after.refs, after.holds), (before.refs, before.holds));
+        assert_eq!(kernel.call_symbol("lc_veto_refused", &[]).unwrap(), 1);
+        kernel.unload(id).unwrap();
+        assert!(kernel.modules().is_empty());
+    }
+}
+
+#[test]
+fn held_modules_are_busy_until_released() {
+    for (kernel, dir) in kernels() {
+        let id = kernel.load_path(dir.join("lc_base.o")).unwrap();
+        assert_eq!(kernel.hold(id).unwrap(), 1);
+        assert_eq!(kernel.hold(id).unwrap(), 2);
+        match kernel.unload(id) {
+            Err(LoadError::Busy { reason, .. }) => assert!(reason.contains("held 2"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(kernel.release(id).unwrap(), 1);
+        assert_eq!(kernel.release(id).unwrap(), 0);
+        assert!(matches!(kernel.release(id), Err(LoadError::NotHeld(_))));
+        kernel.unload(id).unwrap();
+    }
+}
+
+/// A copy of `object` in a fresh directory, with `master` as its master file.
+fn with_master(object: &Path, stem: &str, master: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "dlkm-lifecycle-{}-{stem}-{}",
+        std::process::id(),
+        master.len()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join(format!("{stem}.o"));
+    std::fs::copy(object, &copy).unwrap();
+    std::fs::write(dir.join(format!("{stem}.master")), master).unwrap();
+    copy
+}
+
+#[test]
+fn the_master_file_overrides_modinfo_and_bad_ones_are_named() {
+    for (kernel, dir) in kernels() {
+        let object = dir.join("lc_base.o");
+        let copy = with_master(
+            &object,
+            "lc_base",
+            "# tuned\n$version 7\n$name lc_renamed\n",
+        );
+        let id = kernel.load_path(&copy).unwrap();
+        let info = kernel.module_info(id).unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.version, info.module_type),
+            ("lc_renamed", 7, "misc")
+        );
+        kernel.unload(id).unwrap();
+
+        let bad = with_master(&object, "lc_base", "$version 2\n$colour blue\n");
+        let err = kernel.load_path(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("lc_base.master:2") && err.contains("colour"),
+            "{err}"
+        );
+        assert!(kernel.modules().is_empty());
+    }
+}
