@@ -63,12 +63,15 @@ pub struct KernelSymbol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModuleState {
     Loaded,
+    /// Its `_unload` and destructors are running; nothing new may start using it.
+    Unloading,
 }
 
 impl std::fmt::Display for ModuleState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             ModuleState::Loaded => "loaded",
+            ModuleState::Unloading => "unloading",
         })
     }
 }
@@ -147,6 +150,8 @@ struct Module {
     fini_array: Vec<u64>,
     /// The unload entry point's name and address.
     unload_entry: Option<(String, u64)>,
+    /// Calls from the host running in it now.
+    calls_in_flight: usize,
 }
 
 #[derive(Default)]
@@ -661,6 +666,7 @@ impl Kernel {
             },
             unload_entry: find_symbol(&output.symbols, &unload).map(|a| (unload, a)),
             fini_array: output.fini_array,
+            calls_in_flight: 0,
             symbols: output.symbols,
             exports,
             dep_ids,
@@ -723,7 +729,7 @@ impl Kernel {
     /// vetoes), then the destructors, and releases its memory.
     pub fn unload(&self, id: ModuleId) -> Result<(), LoadError> {
         let (name, unload_entry, fini) = {
-            let state = self.state();
+            let mut state = self.state();
             let module = state
                 .modules
                 .get(&id)
@@ -741,23 +747,45 @@ impl Kernel {
                     reason: format!("held {} time(s)", module.info.holds),
                 });
             }
+            if module.info.state == ModuleState::Unloading {
+                return Err(LoadError::Busy {
+                    module: module.info.name.clone(),
+                    reason: "it is being unloaded".into(),
+                });
+            }
+            if module.calls_in_flight > 0 {
+                return Err(LoadError::Busy {
+                    module: module.info.name.clone(),
+                    reason: format!("{} call(s) running in it", module.calls_in_flight),
+                });
+            }
+            let module = state.modules.get_mut(&id).expect("looked up above");
+            // From here until it is gone (or its _unload vetoes), nothing may hold it, load
+            // against it or unload it twice.
+            module.info.state = ModuleState::Unloading;
             (
                 module.info.name.clone(),
                 module.unload_entry.clone(),
                 module.fini_array.clone(),
             )
         };
+        let vetoed = |error: LoadError| {
+            if let Some(m) = self.state().modules.get_mut(&id) {
+                m.info.state = ModuleState::Loaded;
+            }
+            error
+        };
         if let Some((entry, address)) = unload_entry {
             let code = self
                 .machine
                 .call(address, &[0])
-                .map_err(|e| self.locate_stop(e))? as i32 as i64;
+                .map_err(|e| vetoed(self.locate_stop(e)))? as i32 as i64;
             if code != 0 {
-                return Err(LoadError::EntryFailed {
+                return Err(vetoed(LoadError::EntryFailed {
                     module: name,
                     entry,
                     code,
-                });
+                }));
             }
         }
         for dtor in fini {
@@ -779,6 +807,12 @@ impl Kernel {
             .modules
             .get_mut(&id)
             .ok_or_else(|| LoadError::NoSuchModule(id.to_string()))?;
+        if module.info.state == ModuleState::Unloading {
+            return Err(LoadError::Busy {
+                module: module.info.name.clone(),
+                reason: "it is being unloaded".into(),
+            });
+        }
         module.info.holds += 1;
         Ok(module.info.holds)
     }
@@ -850,6 +884,16 @@ impl Kernel {
 
     fn lookup_in(&self, state: &State, name: &str) -> Option<KernelSymbol> {
         if let Some(symbol) = state.exports.get(name) {
+            // A module being unloaded lends nothing to new users.
+            if let Owner::Module(id, _) = &symbol.owner {
+                let unloading = state
+                    .modules
+                    .get(id)
+                    .is_some_and(|m| m.info.state == ModuleState::Unloading);
+                if unloading {
+                    return None;
+                }
+            }
             return Some(symbol.clone());
         }
         if !self.options.host_symbols {
@@ -905,6 +949,16 @@ impl Kernel {
 
     /// Calls the function at `address` with integer and string arguments.
     pub fn call(&self, address: u64, args: &[Arg]) -> Result<u64, LoadError> {
+        let in_flight = self.count_call(&mut self.state(), address)?;
+        self.call_counted(address, args, in_flight)
+    }
+
+    fn call_counted(
+        &self,
+        address: u64,
+        args: &[Arg],
+        _in_flight: CallGuard<'_>,
+    ) -> Result<u64, LoadError> {
         let mut strings = Vec::new();
         let mut values = Vec::with_capacity(args.len());
         let result = (|| {
@@ -928,6 +982,32 @@ impl Kernel {
             self.machine.free_data(at);
         }
         result
+    }
+
+    /// Counts a call into the module holding `address` until the guard drops, so that the
+    /// module is not unloaded under it; refuses calls into a module being unloaded.
+    fn count_call(&self, state: &mut State, address: u64) -> Result<CallGuard<'_>, LoadError> {
+        let module = state
+            .modules
+            .values_mut()
+            .find(|m| (m.info.base..m.info.base + m.info.size).contains(&address));
+        let Some(module) = module else {
+            return Ok(CallGuard {
+                kernel: self,
+                module: None,
+            });
+        };
+        if module.info.state == ModuleState::Unloading {
+            return Err(LoadError::Busy {
+                module: module.info.name.clone(),
+                reason: "it is being unloaded".into(),
+            });
+        }
+        module.calls_in_flight += 1;
+        Ok(CallGuard {
+            kernel: self,
+            module: Some(module.info.id),
+        })
     }
 
     /// Where `address` is: `module:symbol+offset` (the linker's areas as `module:*stubs*+off`,
@@ -1017,10 +1097,22 @@ impl Kernel {
 
     /// Calls a symbol by name (module symbols included).
     pub fn call_symbol(&self, name: &str, args: &[Arg]) -> Result<u64, LoadError> {
-        let address = self
-            .resolve(name)
-            .ok_or_else(|| LoadError::NoSuchSymbol(name.to_string()))?;
-        self.call(address, args)
+        // Resolved and counted at once, so the module cannot go away in between.
+        let (address, in_flight) = {
+            let mut state = self.state();
+            let address = self
+                .lookup_in(&state, name)
+                .map(|s| s.address)
+                .or_else(|| {
+                    state
+                        .modules
+                        .values()
+                        .find_map(|m| find_symbol(&m.symbols, name))
+                })
+                .ok_or_else(|| LoadError::NoSuchSymbol(name.to_string()))?;
+            (address, self.count_call(&mut state, address)?)
+        };
+        self.call_counted(address, args, in_flight)
     }
 }
 
@@ -1036,6 +1128,22 @@ impl Drop for Kernel {
                 .unwrap_or_default();
             for dtor in fini {
                 let _ = self.machine.call(dtor, &[]);
+            }
+        }
+    }
+}
+
+/// A call in flight into a module, counted until it returns.
+struct CallGuard<'k> {
+    kernel: &'k Kernel,
+    module: Option<ModuleId>,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.module {
+            if let Some(m) = self.kernel.state().modules.get_mut(&id) {
+                m.calls_in_flight -= 1;
             }
         }
     }

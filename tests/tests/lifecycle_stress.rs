@@ -1,0 +1,126 @@
+//! The life cycle under load, natively: threads loading, calling, holding and unloading the
+//! same modules at once for a bounded time never crash and end with consistent counts;
+//! loading and unloading 10,000 times leaves the process's mappings and memory flat (counted
+//! there, single-threaded: threads add malloc arenas and cached stacks of their own).
+
+#![cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dlkm_loader::{Arg, Kernel, LoadError};
+use dlkm_tests::host_corpus_dir;
+
+/// The tests of this file one at a time: each counts the process's mappings or loads it hard.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Mappings of this process, as /proc/self/maps lists them.
+fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Resident memory of this process, in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn threads_loading_calling_holding_and_unloading_stay_consistent() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = host_corpus_dir().join("gcc-pie/lifecycle");
+    let kernel = Kernel::native().unwrap();
+    kernel.add_modpath(&dir).unwrap();
+    kernel.export_interface("dlkm_test", 2);
+    let stop = AtomicBool::new(false);
+    let (loads, calls, holds) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    std::thread::scope(|scope| {
+        // Loads lc_user (and with it lc_base), then unloads both, over and over.
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if kernel.load_name("lc_user").is_ok() {
+                    loads.fetch_add(1, Ordering::Relaxed);
+                }
+                for name in ["lc_user", "lc_base"] {
+                    if let Some(id) = kernel.find_module(name) {
+                        let _ = kernel.unload(id);
+                    }
+                }
+            }
+        });
+        // Calls into whatever is loaded: a call either runs whole or is refused.
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                match kernel.call_symbol("lc_base_twice", &[Arg::Int(21)]) {
+                    Ok(value) => {
+                        assert_eq!(value, 42);
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(LoadError::NoSuchSymbol(_) | LoadError::Busy { .. }) => {}
+                    Err(other) => panic!("call: {other}"),
+                }
+            }
+        });
+        // Holds and releases lc_base while it is there.
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(id) = kernel.find_module("lc_base") {
+                    if kernel.hold(id).is_ok() {
+                        holds.fetch_add(1, Ordering::Relaxed);
+                        std::thread::yield_now();
+                        kernel.release(id).unwrap();
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    for info in kernel.modules() {
+        assert_eq!(info.holds, 0, "{}: holds left", info.name);
+    }
+    for name in ["lc_user", "lc_base"] {
+        if let Some(id) = kernel.find_module(name) {
+            kernel.unload(id).unwrap();
+        }
+    }
+    assert!(kernel.modules().is_empty());
+    let (loads, calls, holds) = (loads.into_inner(), calls.into_inner(), holds.into_inner());
+    eprintln!("{loads} loads, {calls} calls, {holds} holds");
+    assert!(
+        loads > 10 && calls > 10 && holds > 10,
+        "{loads} loads, {calls} calls, {holds} holds"
+    );
+}
+
+#[test]
+fn ten_thousand_loads_and_unloads_leave_memory_flat() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let object = std::fs::read(host_corpus_dir().join("gcc-pie/lifecycle/lc_base.o")).unwrap();
+    let kernel = Kernel::native().unwrap();
+    // Warm up: the first loads fill caches (host symbols, allocator pools).
+    for _ in 0..100 {
+        let id = kernel.load_bytes("lc_base", &object).unwrap();
+        kernel.unload(id).unwrap();
+    }
+    let (mappings, resident) = (mapping_count(), resident_bytes());
+    for _ in 0..10_000 {
+        let id = kernel.load_bytes("lc_base", &object).unwrap();
+        kernel.unload(id).unwrap();
+    }
+    assert_eq!(mapping_count(), mappings, "mappings leaked");
+    let grown = resident_bytes().saturating_sub(resident);
+    assert!(grown < 4 << 20, "resident memory grew by {grown} bytes");
+}
