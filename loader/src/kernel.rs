@@ -841,6 +841,23 @@ impl Kernel {
         state.modules.contains_key(&id).then_some(id)
     }
 
+    /// UnixWare's modstat: one module's record, or every module's.
+    pub fn modstat(&self, id: Option<ModuleId>) -> Result<Vec<ModuleInfo>, LoadError> {
+        match id {
+            Some(id) => self
+                .module_info(id)
+                .map(|info| vec![info])
+                .ok_or_else(|| LoadError::NoSuchModule(id.to_string())),
+            None => Ok(self.modules()),
+        }
+    }
+
+    /// UnixWare's getksym: the kernel symbol table's entry for `name`.
+    pub fn getksym(&self, name: &str) -> Result<KernelSymbol, LoadError> {
+        self.lookup(name)
+            .ok_or_else(|| LoadError::NoSuchSymbol(name.to_string()))
+    }
+
     pub fn modules(&self) -> Vec<ModuleInfo> {
         let state = self.state();
         state

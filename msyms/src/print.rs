@@ -61,10 +61,12 @@ pub fn write_stat(out: &mut dyn Write, module: &ModuleInfo, now: SystemTime) -> 
         writeln!(out, "object      {}", absolute.display())?;
     }
     writeln!(out, "type        {}", module.module_type)?;
+    writeln!(out, "version     {}", module.version)?;
     writeln!(out, "state       {}", module.state)?;
     writeln!(out, "base        {:#x}", module.base)?;
     writeln!(out, "size        {:#x}", module.size)?;
     writeln!(out, "refs        {}", module.refs)?;
+    writeln!(out, "holds       {}", module.holds)?;
     writeln!(out, "depends on  {}", name_list(&module.deps, ", "))?;
     writeln!(out, "used by     {}", name_list(&module.users, ", "))?;
     writeln!(out, "loaded at   {}", describe_time(module.loaded_at, now))?;

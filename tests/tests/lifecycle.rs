@@ -53,7 +53,10 @@ fn dependencies_load_first_and_are_counted() {
         );
 
         let base = kernel.find_module("lc_base").unwrap();
-        let base_info = kernel.module_info(base).unwrap();
+        let base_info = kernel.modstat(Some(base)).unwrap().remove(0);
+        assert_eq!(kernel.modstat(None).unwrap().len(), 2);
+        let twice = kernel.getksym("lc_base_twice").unwrap();
+        assert_eq!(twice.owner.to_string(), "module lc_base (id 1)");
         assert_eq!((base_info.refs, base_info.version), (1, 3));
         assert_eq!(base_info.users, ["lc_user"]);
         match kernel.unload(base) {
