@@ -88,6 +88,12 @@ pub enum LoadError {
     #[error("module {0} is not held")]
     NotHeld(String),
 
+    #[error("module {0} has no device open")]
+    NotOpen(String),
+
+    #[error("module {0} is not a driver (its metadata says type=misc or streams)")]
+    NotADriver(String),
+
     /// A call into the machine that did not return: a fault, the instruction budget, abort.
     #[error("call stopped: {stop}{}", location.as_ref().map(|l| format!(" (in {l})")).unwrap_or_default())]
     Stopped {

@@ -97,6 +97,8 @@ pub struct ModuleInfo {
     pub refs: usize,
     /// References taken with [`Kernel::hold`].
     pub holds: usize,
+    /// Devices of a driver open now.
+    pub opens: usize,
     /// Modules this one imports from.
     pub deps: Vec<String>,
     /// Modules that import from this one.
@@ -152,6 +154,7 @@ struct Module {
     unload_entry: Option<(String, u64)>,
     /// Calls from the host running in it now.
     calls_in_flight: usize,
+    metadata: Metadata,
 }
 
 #[derive(Default)]
@@ -653,6 +656,7 @@ impl Kernel {
                 state: ModuleState::Loaded,
                 refs: 0,
                 holds: 0,
+                opens: 0,
                 deps: Vec::new(),
                 users: Vec::new(),
                 base,
@@ -667,6 +671,7 @@ impl Kernel {
             unload_entry: find_symbol(&output.symbols, &unload).map(|a| (unload, a)),
             fini_array: output.fini_array,
             calls_in_flight: 0,
+            metadata: metadata.clone(),
             symbols: output.symbols,
             exports,
             dep_ids,
@@ -753,6 +758,12 @@ impl Kernel {
                     reason: "it is being unloaded".into(),
                 });
             }
+            if module.info.opens > 0 {
+                return Err(LoadError::Busy {
+                    module: module.info.name.clone(),
+                    reason: format!("{} device(s) open", module.info.opens),
+                });
+            }
             if module.calls_in_flight > 0 {
                 return Err(LoadError::Busy {
                     module: module.info.name.clone(),
@@ -796,6 +807,77 @@ impl Kernel {
         let mut state = self.state();
         if let Some(module) = self.remove_module(&mut state, id) {
             self.machine.release(module.info.base)?;
+        }
+        Ok(())
+    }
+
+    /// Opens minor device `minor` of driver `name`, loading the driver from the module path
+    /// on its first open: calls its `PREFIX_open(minor)`. While any device is open the driver
+    /// is busy. Returns the driver's open count.
+    pub fn open(&self, name: &str, minor: u64) -> Result<usize, LoadError> {
+        let id = self.load_name(name)?;
+        self.run_driver_entry(id, name, "open", minor)?;
+        self.count_opens(id, name, |opens| *opens += 1)
+    }
+
+    /// Closes minor device `minor` of driver `name`: calls its `PREFIX_close(minor)`. Returns
+    /// the driver's open count.
+    pub fn close(&self, name: &str, minor: u64) -> Result<usize, LoadError> {
+        let id = self
+            .find_module(name)
+            .ok_or_else(|| LoadError::NoSuchModule(name.to_string()))?;
+        if self.module_info(id).is_some_and(|m| m.opens == 0) {
+            return Err(LoadError::NotOpen(name.to_string()));
+        }
+        self.run_driver_entry(id, name, "close", minor)?;
+        self.count_opens(id, name, |opens| *opens = opens.saturating_sub(1))
+    }
+
+    fn count_opens(
+        &self,
+        id: ModuleId,
+        name: &str,
+        change: impl FnOnce(&mut usize),
+    ) -> Result<usize, LoadError> {
+        let mut state = self.state();
+        let module = state
+            .modules
+            .get_mut(&id)
+            .ok_or_else(|| LoadError::NoSuchModule(name.to_string()))?;
+        change(&mut module.info.opens);
+        Ok(module.info.opens)
+    }
+
+    /// Runs a driver's entry point `what` (`open`, `close`, by its prefix) for `minor`, if the
+    /// driver has one; a non-zero result is the operation's failure.
+    fn run_driver_entry(
+        &self,
+        id: ModuleId,
+        name: &str,
+        what: &str,
+        minor: u64,
+    ) -> Result<(), LoadError> {
+        let mut state = self.state();
+        let module = state
+            .modules
+            .get(&id)
+            .ok_or_else(|| LoadError::NoSuchModule(name.to_string()))?;
+        if module.info.module_type != "driver" {
+            return Err(LoadError::NotADriver(module.info.name.clone()));
+        }
+        let entry = module.metadata.entry_point(what);
+        let Some(address) = find_symbol(&module.symbols, &entry) else {
+            return Ok(());
+        };
+        let guard = self.count_call(&mut state, address)?;
+        drop(state);
+        let code = self.call_counted(address, &[Arg::Int(minor)], guard)? as i32 as i64;
+        if code != 0 {
+            return Err(LoadError::EntryFailed {
+                module: name.to_string(),
+                entry,
+                code,
+            });
         }
         Ok(())
     }

@@ -280,6 +280,33 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: release,
     },
     CommandSpec {
+        name: "open",
+        aliases: &[],
+        usage: "open NAME [MINOR]",
+        summary: "open a driver's device, loading the driver first if needed",
+        description: "Opens minor device MINOR (default 0) of driver NAME: loads NAME.o from \
+                      the module path if it is not loaded, then calls its PREFIX_open(MINOR). \
+                      While a device is open the driver is busy. Prints the open count.",
+        example: "open lc_drv 1",
+        completes: Completes::Modules,
+        min_args: 1,
+        max_args: Some(2),
+        run: open,
+    },
+    CommandSpec {
+        name: "close",
+        aliases: &[],
+        usage: "close NAME [MINOR]",
+        summary: "close a driver's device",
+        description: "Calls driver NAME's PREFIX_close(MINOR) (default 0) for a device opened \
+                      with `open`. Prints the open count.",
+        example: "close lc_drv 1",
+        completes: Completes::Modules,
+        min_args: 1,
+        max_args: Some(2),
+        run: close,
+    },
+    CommandSpec {
         name: "modpath",
         aliases: &[],
         usage: "modpath [DIR]",
@@ -768,6 +795,34 @@ fn release(
         .release(module.id)
         .map_err(load_error(format!("release {target}")))?;
     writeln!(out, "{} held {holds}", module.name)?;
+    Ok(())
+}
+
+/// The minor number of `open`/`close` (argument 1, default 0).
+fn minor(args: &Args<'_>) -> Result<u64, CommandError> {
+    args.optional(1)
+        .map_or(Ok(0), |m| parse_address(m).map_err(CommandError::Syntax))
+}
+
+fn open(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let name = args.text(0)?;
+    let minor = minor(args)?;
+    let opens = session
+        .kernel()
+        .open(name, minor)
+        .map_err(load_error(format!("open {name} {minor}")))?;
+    writeln!(out, "{name} open {opens}")?;
+    Ok(())
+}
+
+fn close(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let name = args.text(0)?;
+    let minor = minor(args)?;
+    let opens = session
+        .kernel()
+        .close(name, minor)
+        .map_err(load_error(format!("close {name} {minor}")))?;
+    writeln!(out, "{name} open {opens}")?;
     Ok(())
 }
 

@@ -224,3 +224,38 @@ fn the_master_file_overrides_modinfo_and_bad_ones_are_named() {
         assert!(kernel.modules().is_empty());
     }
 }
+
+#[test]
+fn the_first_open_loads_a_driver_and_open_devices_keep_it() {
+    for (kernel, dir) in kernels() {
+        kernel.add_modpath(&dir).unwrap();
+        assert_eq!(kernel.open("lc_drv", 1).unwrap(), 1, "loaded and opened");
+        let id = kernel.find_module("lc_drv").expect("loaded by open");
+        assert_eq!(kernel.open("lc_drv", 2).unwrap(), 2);
+        match kernel.open("lc_drv", 7) {
+            Err(LoadError::EntryFailed { entry, code, .. }) => {
+                assert_eq!((entry.as_str(), code), ("drv_open", 6));
+            }
+            other => panic!("minor 7 refuses: {other:?}"),
+        }
+        assert_eq!(kernel.call_symbol("drv_opened", &[]).unwrap(), 2);
+        match kernel.unload(id) {
+            Err(LoadError::Busy { reason, .. }) => {
+                assert!(reason.contains("2 device(s) open"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(kernel.close("lc_drv", 2).unwrap(), 1);
+        assert_eq!(kernel.close("lc_drv", 1).unwrap(), 0);
+        assert!(matches!(
+            kernel.close("lc_drv", 1),
+            Err(LoadError::NotOpen(_))
+        ));
+        kernel.unload(id).unwrap();
+        // Not a driver: lc_base has type misc.
+        assert!(matches!(
+            kernel.open("lc_base", 0),
+            Err(LoadError::NotADriver(_))
+        ));
+    }
+}
