@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use dlkm_linker::{
     CopyRequest, ExternalKind, ExternalSymbol, LayoutOptions, LinkOutput, LinkedSymbol, Object,
@@ -99,6 +100,9 @@ pub struct ModuleInfo {
     pub holds: usize,
     /// Devices of a driver open now.
     pub opens: usize,
+    /// Loaded by the kernel on demand of a device open, not by a load: the auto-unloader may
+    /// take it away again once idle.
+    pub auto_loaded: bool,
     /// Modules this one imports from.
     pub deps: Vec<String>,
     /// Modules that import from this one.
@@ -155,6 +159,8 @@ struct Module {
     /// Calls from the host running in it now.
     calls_in_flight: usize,
     metadata: Metadata,
+    /// When it was last loaded, opened, closed or called.
+    last_used: Instant,
 }
 
 #[derive(Default)]
@@ -166,6 +172,10 @@ struct State {
     next_id: u32,
     modpath: Vec<PathBuf>,
 }
+
+/// How long an auto-loaded module stays idle before the auto-unloader takes it away, when
+/// neither its metadata nor the embedder says otherwise (UnixWare's DEF_UNLOAD_DELAY).
+pub const DEF_UNLOAD_DELAY: Duration = Duration::from_secs(60);
 
 /// A kernel: the symbol table, the loaded modules and the machine they run in.
 /// `Kernel` is `Send + Sync`; operations on it are serialised.
@@ -657,6 +667,7 @@ impl Kernel {
                 refs: 0,
                 holds: 0,
                 opens: 0,
+                auto_loaded: false,
                 deps: Vec::new(),
                 users: Vec::new(),
                 base,
@@ -672,6 +683,7 @@ impl Kernel {
             fini_array: output.fini_array,
             calls_in_flight: 0,
             metadata: metadata.clone(),
+            last_used: Instant::now(),
             symbols: output.symbols,
             exports,
             dep_ids,
@@ -815,7 +827,13 @@ impl Kernel {
     /// on its first open: calls its `PREFIX_open(minor)`. While any device is open the driver
     /// is busy. Returns the driver's open count.
     pub fn open(&self, name: &str, minor: u64) -> Result<usize, LoadError> {
+        let already = self.find_module(name);
         let id = self.load_name(name)?;
+        if already.is_none() {
+            if let Some(m) = self.state().modules.get_mut(&id) {
+                m.info.auto_loaded = true;
+            }
+        }
         self.run_driver_entry(id, name, "open", minor)?;
         self.count_opens(id, name, |opens| *opens += 1)
     }
@@ -845,6 +863,7 @@ impl Kernel {
             .get_mut(&id)
             .ok_or_else(|| LoadError::NoSuchModule(name.to_string()))?;
         change(&mut module.info.opens);
+        module.last_used = Instant::now();
         Ok(module.info.opens)
     }
 
@@ -921,6 +940,53 @@ impl Kernel {
         }
         let id = ModuleId(name_or_id.parse().ok()?);
         state.modules.contains_key(&id).then_some(id)
+    }
+
+    /// Starts the auto-unloader: a thread that, every `tick`, unloads the auto-loaded
+    /// modules that are unreferenced, unheld, closed, not running and idle for their
+    /// `unload_delay` (`default_delay` when their metadata gives none; `-1`, or a `None`
+    /// default, never). It ends when the kernel is dropped.
+    pub fn start_auto_unload(
+        kernel: &Arc<Kernel>,
+        default_delay: Option<Duration>,
+        tick: Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let kernel = Arc::downgrade(kernel);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(tick);
+            let Some(kernel) = kernel.upgrade() else {
+                return;
+            };
+            kernel.unload_idle(default_delay);
+        })
+    }
+
+    /// Unloads the auto-loaded modules idle for their unload delay; returns their names.
+    pub fn unload_idle(&self, default_delay: Option<Duration>) -> Vec<String> {
+        let idle: Vec<(ModuleId, String)> = {
+            let state = self.state();
+            state
+                .modules
+                .values()
+                .filter(|m| m.info.auto_loaded && m.info.state == ModuleState::Loaded)
+                .filter(|m| m.info.refs == 0 && m.info.holds == 0 && m.info.opens == 0)
+                .filter(|m| m.calls_in_flight == 0)
+                .filter(|m| {
+                    let delay = match m.metadata.unload_delay {
+                        Some(-1) => None,
+                        Some(seconds) => Some(Duration::from_secs(seconds.max(0) as u64)),
+                        None => default_delay,
+                    };
+                    delay.is_some_and(|d| m.last_used.elapsed() >= d)
+                })
+                .map(|m| (m.info.id, m.info.name.clone()))
+                .collect()
+        };
+        // A module that became busy since, or whose _unload vetoes, stays.
+        idle.into_iter()
+            .filter(|(id, _)| self.unload(*id).is_ok())
+            .map(|(_, name)| name)
+            .collect()
     }
 
     /// UnixWare's modstat: one module's record, or every module's.
@@ -1243,6 +1309,7 @@ impl Drop for CallGuard<'_> {
         if let Some(id) = self.module {
             if let Some(m) = self.kernel.state().modules.get_mut(&id) {
                 m.calls_in_flight -= 1;
+                m.last_used = Instant::now();
             }
         }
     }

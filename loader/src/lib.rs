@@ -9,6 +9,7 @@ pub mod metadata;
 
 pub use error::{errno_name, LoadError, MachineError, Stop};
 pub use kernel::{
-    Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner, SectionInfo,
+    Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner,
+    SectionInfo, DEF_UNLOAD_DELAY,
 };
 pub use machine::{Debugger, Machine, Placement, Protection};

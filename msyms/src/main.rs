@@ -4,8 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use dlkm_loader::{Kernel, DEF_UNLOAD_DELAY};
 use msyms::link::parse_defsym;
 use msyms::parse::parse_address;
 use msyms::{link_object, report, ArchChoice, CommandError, LinkRequest, Session, Step};
@@ -127,6 +129,9 @@ fn link(args: &LinkArgs) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How often the auto-unloader looks for idle modules.
+const AUTO_UNLOAD_TICK: Duration = Duration::from_millis(100);
+
 /// Run mode: the boot file, then `-c`, the script or the prompt.
 fn run(cli: &Cli) -> Result<ExitCode, CommandError> {
     let mut session = Session::new(cli.arch.kernel()?);
@@ -139,6 +144,13 @@ fn run(cli: &Cli) -> Result<ExitCode, CommandError> {
     if let Some(seconds) = cli.unload_delay {
         session.set_unload_delay(seconds);
     }
+    let default_delay = match session.unload_delay() {
+        Some(seconds) if seconds < 0 => None,
+        Some(seconds) => Some(Duration::from_secs(seconds as u64)),
+        None => Some(DEF_UNLOAD_DELAY),
+    };
+    // Ends with the session's kernel.
+    Kernel::start_auto_unload(&session.shared_kernel(), default_delay, AUTO_UNLOAD_TICK);
     let mut steps = match &cli.boot {
         Some(path) => Step::from_boot_file(path)?,
         None => Vec::new(),

@@ -67,6 +67,16 @@ pub fn write_stat(out: &mut dyn Write, module: &ModuleInfo, now: SystemTime) -> 
     writeln!(out, "size        {:#x}", module.size)?;
     writeln!(out, "refs        {}", module.refs)?;
     writeln!(out, "holds       {}", module.holds)?;
+    writeln!(out, "open        {}", module.opens)?;
+    writeln!(
+        out,
+        "loaded by   {}",
+        if module.auto_loaded {
+            "auto load (open)"
+        } else {
+            "demand"
+        }
+    )?;
     writeln!(out, "depends on  {}", name_list(&module.deps, ", "))?;
     writeln!(out, "used by     {}", name_list(&module.users, ", "))?;
     writeln!(out, "loaded at   {}", describe_time(module.loaded_at, now))?;

@@ -259,3 +259,35 @@ fn the_first_open_loads_a_driver_and_open_devices_keep_it() {
         ));
     }
 }
+
+/// A driver the first open loaded goes away once closed and idle for its unload_delay (1 s in
+/// lc_drv's .modinfo); a held one stays, and so does a module loaded on demand.
+#[test]
+fn idle_auto_loaded_modules_are_unloaded_by_the_auto_unloader() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    for (kernel, dir) in kernels() {
+        let kernel = Arc::new(kernel);
+        kernel.add_modpath(&dir).unwrap();
+        Kernel::start_auto_unload(&kernel, None, Duration::from_millis(50));
+        let base = kernel.load_path(dir.join("lc_base.o")).unwrap();
+        kernel.open("lc_drv", 0).unwrap();
+        kernel.close("lc_drv", 0).unwrap();
+        let driver = kernel.find_module("lc_drv").unwrap();
+        assert!(kernel.module_info(driver).unwrap().auto_loaded);
+        kernel.hold(driver).unwrap();
+        std::thread::sleep(Duration::from_millis(1300));
+        assert!(kernel.find_module("lc_drv").is_some(), "held: stays");
+        kernel.release(driver).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while kernel.find_module("lc_drv").is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(kernel.find_module("lc_drv").is_none(), "idle: unloaded");
+        assert!(
+            kernel.module_info(base).is_some(),
+            "loaded on demand: stays"
+        );
+    }
+}
