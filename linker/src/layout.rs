@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::arch::{Arch, StubUse};
-use crate::error::{LinkError, RelocSite};
+use crate::error::{malformed, LinkError, RelocSite};
 use crate::input::{Object, SectionKind, SymbolDef, SymbolType};
 use crate::with_arch;
 
@@ -25,7 +25,13 @@ pub struct LayoutOptions {
     pub copies: Vec<CopyRequest>,
     /// Refuse images larger than this, whatever the headers claim.
     pub max_image_size: u64,
+    /// Refuse sections (and COMMON symbols) aligned more strictly than this: a header's
+    /// alignment alone would otherwise blow an image up to that size.
+    pub max_align: u64,
 }
+
+/// The default cap on alignment: above any page size and any alignment real code asks for.
+pub const DEFAULT_MAX_ALIGN: u64 = 1 << 20;
 
 /// The default cap on an image: far above any real module, far below what would hurt.
 pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 1 << 30;
@@ -36,6 +42,7 @@ impl Default for LayoutOptions {
             page_size: 4096,
             copies: Vec::new(),
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            max_align: DEFAULT_MAX_ALIGN,
         }
     }
 }
@@ -205,6 +212,16 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
         for &kind in section_kinds {
             for (index, section) in object.sections.iter().enumerate() {
                 if section.kind == Some(kind) {
+                    if section.align > options.max_align {
+                        return Err(malformed(
+                            &object.name,
+                            format_args!(
+                                "section {} asks for alignment {:#x}, more than the {:#x} \
+                                 dlkm allows",
+                                section.name, section.align, options.max_align
+                            ),
+                        ));
+                    }
                     align = align.max(section.align);
                     let at = cursor
                         .place(section.size, section.align)
@@ -221,6 +238,16 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
             if kind == SectionKind::ZeroFill {
                 for (index, symbol) in object.symbols.iter().enumerate() {
                     if let SymbolDef::Common { align: a } = symbol.def {
+                        if a > options.max_align {
+                            return Err(malformed(
+                                &object.name,
+                                format_args!(
+                                    "COMMON symbol {} asks for alignment {a:#x}, more than the \
+                                     {:#x} dlkm allows",
+                                    symbol.name, options.max_align
+                                ),
+                            ));
+                        }
                         align = align.max(a);
                         let at = cursor.place(symbol.size, a).map_err(|_| too_big())?;
                         common_offsets.insert(index as u32, at);

@@ -18,7 +18,8 @@ pub use arch::{ArchKind, Expr, Field, Range, RelocKind, StubUse};
 pub use error::{LinkError, RelocSite};
 pub use input::{Object, Reloc, Section, SectionKind, Symbol, SymbolDef, SymbolType};
 pub use layout::{
-    layout, Area, CopyRequest, Layout, LayoutOptions, Segment, SegmentKind, DEFAULT_MAX_IMAGE_SIZE,
+    layout, Area, CopyRequest, Layout, LayoutOptions, Segment, SegmentKind, DEFAULT_MAX_ALIGN,
+    DEFAULT_MAX_IMAGE_SIZE,
 };
 pub use link::{
     link, link_into, ExternalKind, ExternalSymbol, Import, LinkOutput, LinkedSymbol, Resolver,

@@ -1347,3 +1347,21 @@ fn direct_relocations_match_ld_lld() {
         }
     }
 }
+
+/// A header's alignment alone must not blow an image up: the fuzzers found an object whose
+/// string section asks for 128 MiB alignment, which made every layout 128 MiB.
+#[test]
+fn alignment_beyond_the_limit_is_refused() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../corpus/fuzz-regressions/link_aarch64-timeout-huge-section-alignment.o"
+    ))
+    .unwrap();
+    let object = dlkm_linker::Object::parse("huge-align.o", &bytes).unwrap();
+    let err = dlkm_linker::layout(&object, &dlkm_linker::LayoutOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(".rodata.str1.8") && text.contains("alignment 0x8000000"),
+        "{text}"
+    );
+}
