@@ -36,3 +36,11 @@ copy_objects() { # target arch...
 copy_objects link_x86_64 x86_64
 copy_objects link_aarch64 aarch64
 copy_objects link_mips mips mipsel
+
+# Metadata: .modinfo strings and master files like the corpus's, joined by a 0xff byte.
+mkdir -p corpus/metadata
+printf 'name=kernel_api\0type=misc\0version=1\0' >corpus/metadata/seed-modinfo
+printf 'name=lc_user\0type=driver\0depend=lc_base\0prefix=lcu\0interface=dlkm_test=2\xff$version 7\n# tuned\n$name lc_renamed\n$stubs a b\n$unload_delay -1\n' \
+    >corpus/metadata/seed-both
+printf '\xff$checksum %064d\n$depend a b c\n$interface x=1 y=2\n' 0 >corpus/metadata/seed-master
+echo "seed.sh: metadata: $(ls corpus/metadata | wc -l) in all"

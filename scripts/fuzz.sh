@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes the linker: each fuzz target (fuzz/fuzz_targets/) runs for SECONDS (default 30), one
-# after the other, from seeds made by fuzz/seed.sh; any crash, timeout, out-of-memory or leak
-# fails the script, and the input is left in fuzz/artifacts/<target>/.
+# Fuzzes the linker and the module metadata parser: each fuzz target (fuzz/fuzz_targets/)
+# runs for SECONDS (default 30), one after the other, from seeds made by fuzz/seed.sh; any
+# crash, timeout, out-of-memory or leak fails the script, and the input is left in
+# fuzz/artifacts/<target>/.
 # Installs what is missing on a fresh machine: the nightly toolchain and cargo-fuzz.
 #
 #   scripts/fuzz.sh [SECONDS]          every target
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
-targets=${TARGETS:-"link_x86_64 link_aarch64 link_mips"}
+targets=${TARGETS:-"link_x86_64 link_aarch64 link_mips metadata"}
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "== installing the nightly toolchain"
