@@ -85,6 +85,14 @@ pub enum LoadError {
         exported: Option<u32>,
     },
 
+    #[error("module {module}: {object} has SHA-256 {actual}, its master file says {expected}; refusing to load it")]
+    Checksum {
+        module: String,
+        object: String,
+        expected: String,
+        actual: String,
+    },
+
     #[error("module {0} is not held")]
     NotHeld(String),
 

@@ -15,6 +15,7 @@ use crate::error::{LoadError, MachineError, Stop};
 use crate::machine::native::NativeMachine;
 use crate::machine::{Debugger, Machine, Placement, Protection};
 use crate::metadata::Metadata;
+use sha2::{Digest, Sha256};
 
 /// Addresses a module placed below 2 GiB can reach with 32-bit absolute references.
 const LOW_LIMIT: u64 = 1 << 31;
@@ -435,6 +436,17 @@ impl Kernel {
         }
         let metadata = self.metadata(stem, path.as_deref(), &object)?;
         let name = metadata.name.as_str();
+        if let Some(expected) = metadata.checksum {
+            let actual: [u8; 32] = Sha256::digest(bytes).into();
+            if actual != expected {
+                return Err(LoadError::Checksum {
+                    module: name.to_string(),
+                    object: object_name,
+                    expected: hex(&expected),
+                    actual: hex(&actual),
+                });
+            }
+        }
         // Refused before any dependency is loaded for it.
         self.check_interfaces(&self.state(), &metadata)?;
         self.load_dependencies(&metadata, chain)?;
@@ -1325,6 +1337,10 @@ fn info_of(state: &State, id: ModuleId) -> Option<ModuleInfo> {
         .map(|m| m.info.name.clone())
         .collect();
     Some(info)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn find_symbol(symbols: &[LinkedSymbol], name: &str) -> Option<u64> {

@@ -291,3 +291,41 @@ fn idle_auto_loaded_modules_are_unloaded_by_the_auto_unloader() {
         );
     }
 }
+
+/// A master file's checksum is the object's SHA-256: a match loads, anything else is refused
+/// before the object is placed.
+#[test]
+fn the_master_files_checksum_guards_the_object() {
+    for (kernel, dir) in kernels() {
+        let object = dir.join("lc_base.o");
+        let bytes = std::fs::read(&object).unwrap();
+        let digest = sha256_hex(&bytes);
+        let good = with_master(&object, "lc_base", &format!("$checksum {digest}\n"));
+        let id = kernel.load_path(&good).unwrap();
+        kernel.unload(id).unwrap();
+
+        let wrong = format!("$checksum {}\n", "0".repeat(64));
+        let bad = with_master(&object, "lc_base", &wrong);
+        match kernel.load_path(&bad) {
+            Err(LoadError::Checksum {
+                actual, expected, ..
+            }) => {
+                assert_eq!((actual, expected), (digest, "0".repeat(64)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(kernel.modules().is_empty());
+    }
+}
+
+/// SHA-256 by `sha256sum`, the second implementation the loader's must agree with.
+fn sha256_hex(bytes: &[u8]) -> String {
+    let file = std::env::temp_dir().join(format!("dlkm-sha-{}", std::process::id()));
+    std::fs::write(&file, bytes).unwrap();
+    let output = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    String::from_utf8(output.stdout).unwrap()[..64].to_string()
+}
