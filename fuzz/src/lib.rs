@@ -9,6 +9,9 @@ use dlkm_linker::{
     LinkError, LinkOutput, Object, SectionKind,
 };
 
+/// The largest image the fuzz targets lay out (SQLite's is about 1 MiB).
+const FUZZ_MAX_IMAGE_SIZE: u64 = 64 << 20;
+
 /// The architectures a fuzz target takes (MIPS in both byte orders).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -115,12 +118,18 @@ fn options(object: &Object) -> [LayoutOptions; 2] {
             }
         })
         .collect();
+    // Images of a real module's size: larger ones only cost time (headers claiming a
+    // gigabyte of zero-fill are refused by the same check at the loader's default limit).
+    let bounded = LayoutOptions {
+        max_image_size: FUZZ_MAX_IMAGE_SIZE,
+        ..LayoutOptions::default()
+    };
     [
-        LayoutOptions::default(),
+        bounded.clone(),
         LayoutOptions {
             page_size: 0x1_0000,
             copies,
-            ..LayoutOptions::default()
+            ..bounded
         },
     ]
 }

@@ -568,6 +568,8 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         let word = (A::KIND.address_bits() / 8) as usize;
         let mut arrays: Vec<(u32, u64, u64)> = self
             .loaded_sections()
+            // A zero-fill section holds no function pointers, whatever its name.
+            .filter(|(_, section)| section.kind != Some(SectionKind::ZeroFill))
             .filter_map(|(offset, section)| {
                 let priority = match section.name.strip_prefix(prefix)? {
                     "" => u32::MAX,
