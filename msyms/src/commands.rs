@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use dlkm_loader::{Arg, LoadError, Stop};
+use dlkm_loader::{Arg, Debugger, LoadError, MachineError, Stop};
 
 use crate::disasm;
 use crate::error::CommandError;
@@ -596,17 +596,26 @@ fn finish_call(
     Ok(())
 }
 
+/// Runs `op` on the kernel's debugger; errors (no debugger, nothing paused) name `context`.
+fn with_debugger<T>(
+    session: &Session,
+    context: String,
+    op: impl FnOnce(&dyn Debugger) -> Result<T, MachineError>,
+) -> Result<T, CommandError> {
+    session
+        .kernel()
+        .debugger()
+        .and_then(|d| op(d).map_err(LoadError::Machine))
+        .map_err(load_error(context))
+}
+
 /// An address given as a number, a symbol, `SYMBOL+OFF`, or `$REGISTER` of a paused call.
 fn address_of(session: &Session, text: &str) -> Result<u64, CommandError> {
     if let Ok(address) = parse_address(text) {
         return Ok(address);
     }
     if let Some(register) = text.strip_prefix('$') {
-        let registers = session
-            .kernel()
-            .debugger()
-            .and_then(|d| d.registers().map_err(LoadError::Machine))
-            .map_err(load_error(format!("`{text}`")))?;
+        let registers = with_debugger(session, format!("`{text}`"), |d| d.registers())?;
         return registers
             .into_iter()
             .find(|(name, _)| *name == register)
@@ -692,10 +701,9 @@ fn set_breakpoint(
     let text = args.text(0)?;
     let address = address_of(session, text)?;
     let kernel = session.kernel();
-    let id = kernel
-        .debugger()
-        .and_then(|d| d.set_breakpoint(address).map_err(LoadError::Machine))
-        .map_err(load_error(format!("break {text}")))?;
+    let id = with_debugger(session, format!("break {text}"), |d| {
+        d.set_breakpoint(address)
+    })?;
     let place = kernel.describe_address(address).unwrap_or_default();
     writeln!(out, "breakpoint {id} at {address:#x} {place}")?;
     Ok(())
@@ -745,10 +753,7 @@ fn step(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(
 
 fn registers(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
     let kernel = session.kernel();
-    let registers = kernel
-        .debugger()
-        .and_then(|d| d.registers().map_err(LoadError::Machine))
-        .map_err(load_error("regs".into()))?;
+    let registers = with_debugger(session, "regs".into(), |d| d.registers())?;
     let digits = 2 * kernel.machine().arch().word_bytes() as usize;
     for (name, value) in registers {
         let place = kernel.describe_address(value).unwrap_or_default();
@@ -759,10 +764,7 @@ fn registers(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result
 
 fn backtrace(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
     let kernel = session.kernel();
-    let frames = kernel
-        .debugger()
-        .and_then(|d| d.backtrace().map_err(LoadError::Machine))
-        .map_err(load_error("bt".into()))?;
+    let frames = with_debugger(session, "bt".into(), |d| d.backtrace())?;
     for (depth, address) in frames.into_iter().enumerate() {
         let place = kernel
             .describe_address(address)

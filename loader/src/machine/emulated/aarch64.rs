@@ -45,7 +45,6 @@ const REGISTERS: Registers = Registers {
     sp: R::SP as Reg,
     link: R::X30 as Reg,
     preserved: &PRESERVED,
-    word_bytes: 8,
     named: &NAMED,
 };
 

@@ -44,7 +44,6 @@ const REGISTERS: Registers = Registers {
     sp: R::SP as Reg,
     link: R::RA as Reg,
     preserved: &PRESERVED,
-    word_bytes: 4,
     named: &NAMED,
 };
 

@@ -104,7 +104,7 @@ fn ctype_mask(bit: usize, big_endian: bool) -> u16 {
 pub(super) fn install_data(uc: &mut Uc) -> Result<(), uc_error> {
     let target = uc.get_data().target;
     let big = target.kind().big_endian();
-    let word = target.registers().word_bytes;
+    let word = target.kind().word_bytes();
     let define = |uc: &mut Uc, name: &'static str, size: u64, align: u64| {
         let runtime = &mut uc.get_data_mut().runtime;
         let address = runtime.allocate(size, align);
@@ -278,7 +278,7 @@ impl Call<'_, '_> {
     }
 
     pub fn word_bytes(&self) -> u64 {
-        self.target.registers().word_bytes
+        self.target.kind().word_bytes()
     }
 
     pub fn big_endian(&self) -> bool {

@@ -49,8 +49,6 @@ pub(super) struct Registers {
     /// Registers a call must find unchanged when it returns (setjmp saves them), the stack
     /// pointer and the link register included.
     pub preserved: &'static [Reg],
-    /// Width of a register word and of a pointer.
-    pub word_bytes: u64,
     /// What the debugger's `regs` shows, by the names the ABI gives them.
     pub named: &'static [(&'static str, Reg)],
 }
