@@ -93,6 +93,39 @@ pub enum LoadError {
         actual: String,
     },
 
+    #[error("{}:{line}: {source}", path.display())]
+    BootList {
+        path: PathBuf,
+        line: usize,
+        source: Box<LoadError>,
+    },
+
+    #[error("{object} is outside the module path ({}), and this kernel loads modules from the module path only", if modpath.is_empty() { "empty".to_string() } else { modpath.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ") })]
+    OutsideModulePath {
+        object: String,
+        modpath: Vec<PathBuf>,
+    },
+
+    #[error("module {module}: it defines `{symbol}`, which the host already provides; a module may not replace it for the modules after it (KernelOptions::allow_shadowing permits it)")]
+    ShadowsHost { module: String, symbol: String },
+
+    #[error("a module named `{0}` is already registered")]
+    AlreadyRegistered(String),
+
+    #[error("no module `{0}` is registered")]
+    NotRegistered(String),
+
+    #[error(
+        "module {module}: its stubs key names `{symbol}`, which it does not export as a function"
+    )]
+    StubNotExported { module: String, symbol: String },
+
+    #[error("module {module} does not define `{symbol}`, which its stub stands for")]
+    StubUndefined { module: String, symbol: String },
+
+    #[error("stub {0} belongs to no registered module")]
+    NoSuchStub(u32),
+
     #[error("module {0} is not held")]
     NotHeld(String),
 
@@ -154,6 +187,8 @@ pub enum MachineError {
     NoBreakpoint(u32),
     #[error("this machine has no debugger (breakpoints need the emulated machine)")]
     NoDebugger,
+    #[error("this machine cannot make auto-loading stubs")]
+    NoStubs,
 }
 
 impl MachineError {
@@ -188,6 +223,10 @@ pub enum Stop {
     },
     #[error("emulator: {0}")]
     Emulator(String),
+    /// A call reached an armed auto-loading stub; the emulated machine loads the module and
+    /// goes on, so callers never see this.
+    #[error("call reached armed stub {stub}")]
+    ArmedStub { stub: u32 },
 }
 
 /// The symbolic name of an errno value returned by an entry point.

@@ -2,7 +2,7 @@
 //! object must be built for (`link`).
 
 use dlkm_linker::ArchKind;
-use dlkm_loader::Kernel;
+use dlkm_loader::{Kernel, KernelOptions};
 
 use crate::error::CommandError;
 
@@ -42,10 +42,15 @@ impl ArchChoice {
     /// A kernel whose modules run on this architecture: natively for the host's own, in the
     /// emulated machine for the others.
     pub fn kernel(self) -> Result<Kernel, CommandError> {
+        self.kernel_with(KernelOptions::default())
+    }
+
+    /// [`ArchChoice::kernel`] with `options`.
+    pub fn kernel_with(self, options: KernelOptions) -> Result<Kernel, CommandError> {
         let host = ArchKind::host();
         let kind = self.kind();
         if kind.is_some() && kind == host {
-            return Kernel::native()
+            return Kernel::native_with(options)
                 .map_err(|source| CommandError::load("cannot start the native kernel", source));
         }
         let Some(kind) = kind else {
@@ -54,18 +59,18 @@ impl ArchChoice {
                 reason: "not an architecture dlkm links".into(),
             });
         };
-        emulated(self, kind)
+        emulated(self, kind, options)
     }
 }
 
 #[cfg(feature = "emulated")]
-fn emulated(_: ArchChoice, kind: ArchKind) -> Result<Kernel, CommandError> {
-    Kernel::emulated(kind)
+fn emulated(_: ArchChoice, kind: ArchKind, options: KernelOptions) -> Result<Kernel, CommandError> {
+    Kernel::emulated_with(kind, options)
         .map_err(|source| CommandError::load("cannot start the emulated machine", source))
 }
 
 #[cfg(not(feature = "emulated"))]
-fn emulated(choice: ArchChoice, _: ArchKind) -> Result<Kernel, CommandError> {
+fn emulated(choice: ArchChoice, _: ArchKind, _: KernelOptions) -> Result<Kernel, CommandError> {
     Err(CommandError::Arch {
         arch: choice.name().to_string(),
         reason: "this msyms is built without the emulated machine (feature `emulated`)".into(),

@@ -2,6 +2,7 @@
 //! dispatch, `help`, suggestions for mistyped names and completion never disagree.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use dlkm_loader::{Arg, Debugger, LoadError, MachineError, Stop};
@@ -39,6 +40,8 @@ pub enum Completes {
     Symbols,
     Commands,
     Directories,
+    /// Registered modules (loaded or not).
+    Registered,
 }
 
 /// Every command, in the order `help` lists them.
@@ -48,11 +51,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         aliases: &[],
         usage: "load PATH-or-NAME",
         summary: "load a module and run its _load",
-        description: "Loads the object file at PATH, or NAME.o from the first directory of the \
-                      module path that has it (a file name alone that is not in the current \
-                      directory is looked for there too), links it against the kernel's \
-                      symbols, runs its constructors and _load. The module's name is the \
-                      file's stem.",
+        description: "Loads the object file at PATH, or the registered module NAME, or NAME.o \
+                      from the first directory of the module path that has it (a file name \
+                      alone that is not in the current directory is looked for there too), \
+                      links it against the kernel's symbols, runs its constructors and _load. \
+                      The module's name is the file's stem.",
         example: "load corpus/x86_64/gcc-pie/funcptr.o",
         completes: Completes::Objects,
         min_args: 1,
@@ -74,13 +77,45 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: unload,
     },
     CommandSpec {
+        name: "register",
+        aliases: &[],
+        usage: "register PATH",
+        summary: "make a module known (stubs installed) without loading it",
+        description: "Reads the object file at PATH (a NAME alone is NAME.o from the module \
+                      path, as for load) and registers the module without loading it: each \
+                      function it exports (or each its `stubs` metadata key names) becomes a \
+                      stub in the kernel symbol table, and the first call through a stub loads \
+                      the module, with its dependencies, and goes on into it. Prints \
+                      `registered NAME id=N stubs=K`.",
+        example: "register corpus/x86_64/gcc-pie/lifecycle/lc_lib.o",
+        completes: Completes::Objects,
+        min_args: 1,
+        max_args: Some(1),
+        run: register,
+    },
+    CommandSpec {
+        name: "unregister",
+        aliases: &[],
+        usage: "unregister NAME",
+        summary: "forget a registered module and withdraw its stubs",
+        description: "Forgets the registered module NAME (or ID) and takes its stubs out of the \
+                      kernel symbol table. Refused while the module is loaded (unload it \
+                      first) and while loaded modules call through its stubs.",
+        example: "unregister lc_lib",
+        completes: Completes::Registered,
+        min_args: 1,
+        max_args: Some(1),
+        run: unregister,
+    },
+    CommandSpec {
         name: "modules",
         aliases: &["ms", "mlist"],
         usage: "modules",
-        summary: "list the loaded modules",
-        description: "Prints a table of the loaded modules: ID NAME TYPE STATE REFS DEPS BASE \
-                      SIZE. REFS counts the modules that use this one, DEPS names the modules \
-                      it uses.",
+        summary: "list the modules, loaded and registered",
+        description: "Prints a table of the modules: ID NAME TYPE STATE REFS DEPS BASE SIZE. \
+                      REFS counts the modules that use this one, DEPS names the modules it \
+                      uses. Registered modules that are not loaded are rows too, in state \
+                      registered (or failed, when their last load failed), base and size 0.",
         example: "modules",
         completes: Completes::Nothing,
         min_args: 0,
@@ -91,10 +126,14 @@ pub static COMMANDS: &[CommandSpec] = &[
         name: "stat",
         aliases: &[],
         usage: "stat NAME-or-ID",
-        summary: "everything about one module",
+        summary: "everything about one module, loaded or registered",
         description: "Prints a module's path, base and size, dependencies and users, load \
                       time, the stubs and GOT relaxations the linker made, the variables it got \
-                      copies of, its sections and its entry points with their addresses.",
+                      copies of, its sections and its entry points with their addresses. For a \
+                      registered module also its stubs in the kernel table and, if its last \
+                      load failed, why; for a module that calls registered ones through their \
+                      stubs, which. A registered module that is not loaded has no image: \
+                      base and size 0, no sections.",
         example: "stat funcptr",
         completes: Completes::Modules,
         min_args: 1,
@@ -121,7 +160,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "a kernel symbol table entry",
         description: "Looks NAME up as a module would: explicit and module exports first, then \
                       the host's dynamic symbols. Prints its address, owner (kernel, module or \
-                      host), size, kind and state.",
+                      host), size, kind and state: resolved, or stub when it is the \
+                      auto-loading stub of a registered module that is not loaded (the first \
+                      call through it loads the module).",
         example: "ksym strlen",
         completes: Completes::Symbols,
         min_args: 1,
@@ -495,8 +536,17 @@ fn load_error(context: String) -> impl FnOnce(LoadError) -> CommandError {
 
 fn load(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
     let target = args.text(0)?;
-    let path = session.find_object(target)?;
     let kernel = session.kernel();
+    // A registered module loads by its name from the object it was registered from.
+    let registered = kernel
+        .find_registered(target)
+        .and_then(|id| kernel.module_info(id))
+        .filter(|info| info.name == target && Path::new(target).extension().is_none())
+        .and_then(|info| info.path);
+    let path = match registered {
+        Some(path) => path,
+        None => session.find_object(target)?,
+    };
     let id = kernel
         .load_path(&path)
         .map_err(load_error(format!("load {target}")))?;
@@ -522,13 +572,56 @@ fn unload(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result
     Ok(())
 }
 
+fn register(
+    session: &mut Session,
+    args: &Args<'_>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let target = args.text(0)?;
+    let path = session.find_object(target)?;
+    let kernel = session.shared_kernel();
+    let id = kernel
+        .register(&path)
+        .map_err(load_error(format!("register {target}")))?;
+    let info = kernel
+        .module_info(id)
+        .ok_or_else(|| CommandError::NoSuchModule(id.to_string()))?;
+    writeln!(
+        out,
+        "registered {} id={} stubs={}",
+        info.name,
+        info.id,
+        info.stubs.len()
+    )?;
+    Ok(())
+}
+
+fn unregister(
+    session: &mut Session,
+    args: &Args<'_>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let target = args.text(0)?;
+    let kernel = session.kernel();
+    // By name, or by the number `modules` shows.
+    let name = kernel
+        .find_registered(target)
+        .and_then(|id| kernel.module_info(id))
+        .map_or_else(|| target.to_string(), |info| info.name);
+    kernel
+        .unregister(&name)
+        .map_err(load_error(format!("unregister {target}")))?;
+    writeln!(out, "unregistered {name}")?;
+    Ok(())
+}
+
 fn modules(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
     print::write_modules(out, &session.kernel().modules())?;
     Ok(())
 }
 
 fn stat(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
-    let info = session.module(args.text(0)?)?;
+    let info = session.any_module(args.text(0)?)?;
     print::write_stat(out, &info, SystemTime::now())?;
     Ok(())
 }

@@ -52,8 +52,13 @@ pub enum CommandError {
         problem: String,
     },
 
-    #[error("no module `{0}` is loaded (see `modules`)")]
+    #[error("no module `{0}` is loaded or registered (see `modules`)")]
     NoSuchModule(String),
+
+    /// The module is registered (its stubs are in the kernel table) but not loaded, so it
+    /// has no image to work on.
+    #[error("module {0} is registered but not loaded (a call through one of its stubs or `load {0}` loads it)")]
+    NotLoaded(String),
 
     #[error(
         "no symbol `{name}` in the kernel symbol table{}",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use dlkm_loader::{Kernel, DEF_UNLOAD_DELAY};
+use dlkm_loader::{Kernel, KernelOptions, DEF_UNLOAD_DELAY};
 use msyms::link::parse_defsym;
 use msyms::parse::parse_address;
 use msyms::{link_object, report, ArchChoice, CommandError, LinkRequest, Session, Step};
@@ -40,6 +40,15 @@ struct Cli {
     /// Seconds an auto-loaded module stays idle before it is unloaded (-1: never).
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     unload_delay: Option<i64>,
+
+    /// Load and register only objects inside the module path's directories.
+    #[arg(long)]
+    modpath_only: bool,
+
+    /// Let modules export symbols the host already provides (libc's, say), shadowing them
+    /// for the modules loaded after.
+    #[arg(long)]
+    allow_shadowing: bool,
 
     /// Run every command even after one fails (the exit status is still 1).
     #[arg(long)]
@@ -134,7 +143,12 @@ const AUTO_UNLOAD_TICK: Duration = Duration::from_millis(100);
 
 /// Run mode: the boot file, then `-c`, the script or the prompt.
 fn run(cli: &Cli) -> Result<ExitCode, CommandError> {
-    let mut session = Session::new(cli.arch.kernel()?);
+    let options = KernelOptions {
+        modpath_only: cli.modpath_only,
+        allow_shadowing: cli.allow_shadowing,
+        ..KernelOptions::default()
+    };
+    let mut session = Session::new(cli.arch.kernel_with(options)?);
     for (name, version) in &cli.interfaces {
         session.kernel().export_interface(name, *version);
     }

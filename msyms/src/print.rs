@@ -5,13 +5,14 @@ use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dlkm_linker::{ExternalKind, LinkedSymbol, SymbolType};
-use dlkm_loader::{KernelSymbol, ModuleInfo};
+use dlkm_loader::{KernelSymbol, ModuleInfo, ModuleState, Owner};
 
 /// The header of the `modules` table, as the contract spells it.
 pub const MODULES_HEADER: &str = "ID NAME TYPE STATE REFS DEPS BASE SIZE";
 
 /// The `modules` table: the header, then one module per line, fields separated by one space
-/// so the lines split like the header does.
+/// so the lines split like the header does. Registered modules that are not loaded are rows
+/// too (state `registered` or `failed`), with base and size 0.
 pub fn write_modules(out: &mut dyn Write, modules: &[ModuleInfo]) -> io::Result<()> {
     writeln!(out, "{MODULES_HEADER}")?;
     for m in modules {
@@ -47,9 +48,11 @@ pub fn write_symbols(out: &mut dyn Write, symbols: &[LinkedSymbol]) -> io::Resul
     Ok(())
 }
 
-/// Everything about one module; `now` is passed in
-/// so the age of the load is testable.
+/// Everything about one module, loaded or registered; `now` is passed in so the age of the
+/// load is testable.
 pub fn write_stat(out: &mut dyn Write, module: &ModuleInfo, now: SystemTime) -> io::Result<()> {
+    // A registered module that is not loaded has no image, and its time is its registration's.
+    let loaded = !matches!(module.state, ModuleState::Registered | ModuleState::Failed);
     let path = module
         .path
         .as_ref()
@@ -63,27 +66,51 @@ pub fn write_stat(out: &mut dyn Write, module: &ModuleInfo, now: SystemTime) -> 
     writeln!(out, "type        {}", module.module_type)?;
     writeln!(out, "version     {}", module.version)?;
     writeln!(out, "state       {}", module.state)?;
+    let registered = match (module.registered, loaded) {
+        (false, _) => "no".to_string(),
+        (true, true) => "yes".to_string(),
+        // Not loaded, the record's time is the registration's.
+        (true, false) => format!("yes, since {}", describe_time(module.loaded_at, now)),
+    };
+    writeln!(out, "registered  {registered}")?;
+    if module.registered {
+        writeln!(out, "stubs       {}", name_list(&module.stubs, ", "))?;
+    }
+    if let Some(failure) = &module.failure {
+        writeln!(out, "failure     {failure}")?;
+    }
     writeln!(out, "base        {:#x}", module.base)?;
     writeln!(out, "size        {:#x}", module.size)?;
     writeln!(out, "refs        {}", module.refs)?;
     writeln!(out, "holds       {}", module.holds)?;
     writeln!(out, "open        {}", module.opens)?;
-    writeln!(
-        out,
-        "loaded by   {}",
-        if module.auto_loaded {
-            "auto load (open)"
-        } else {
-            "demand"
-        }
-    )?;
+    let loaded_by = match (loaded, module.auto_loaded) {
+        (false, _) => "- (not loaded)",
+        (true, true) => "auto load (open, or a call through a stub)",
+        (true, false) => "demand",
+    };
+    writeln!(out, "loaded by   {loaded_by}")?;
     writeln!(out, "depends on  {}", name_list(&module.deps, ", "))?;
+    if !module.stub_deps.is_empty() {
+        writeln!(
+            out,
+            "stub deps   {} (calls through their stubs)",
+            name_list(&module.stub_deps, ", ")
+        )?;
+    }
     writeln!(out, "used by     {}", name_list(&module.users, ", "))?;
-    writeln!(out, "loaded at   {}", describe_time(module.loaded_at, now))?;
+    if loaded {
+        writeln!(out, "loaded at   {}", describe_time(module.loaded_at, now))?;
+    } else {
+        writeln!(out, "loaded at   -")?;
+    }
     writeln!(out, "stubs used  {}", module.stubs_used)?;
     writeln!(out, "GOT relaxed {}", module.got_relaxed)?;
     writeln!(out, "copied      {}", name_list(&module.copied, ", "))?;
     writeln!(out, "sections:")?;
+    if module.sections.is_empty() {
+        writeln!(out, "  -")?;
+    }
     for s in &module.sections {
         writeln!(out, "  {:#018x} {:#8x} {}", s.address, s.size, s.name)?;
     }
@@ -97,15 +124,20 @@ pub fn write_stat(out: &mut dyn Write, module: &ModuleInfo, now: SystemTime) -> 
     Ok(())
 }
 
-/// A kernel symbol table entry. Every entry is resolved for now; stubs of registered modules
-/// will show as `stub`.
+/// A kernel symbol table entry: `state` is `stub` for the auto-loading stub of a registered
+/// module that is not loaded (its address is the stub's), `resolved` for everything else.
 pub fn write_kernel_symbol(out: &mut dyn Write, symbol: &KernelSymbol) -> io::Result<()> {
     writeln!(out, "name        {}", symbol.name)?;
     writeln!(out, "address     {:#x}", symbol.address)?;
     writeln!(out, "owner       {}", symbol.owner)?;
     writeln!(out, "size        {:#x}", symbol.size)?;
     writeln!(out, "kind        {}", external_kind(symbol.kind))?;
-    writeln!(out, "state       resolved")
+    match &symbol.owner {
+        Owner::Stub(_, module) => {
+            writeln!(out, "state       stub (the first call loads {module})")
+        }
+        _ => writeln!(out, "state       resolved"),
+    }
 }
 
 /// The last line of `call`: the result as a signed decimal and as hex.
@@ -216,6 +248,25 @@ mod tests {
         assert_eq!(utc_date_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc_date_time(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc_date_time(1_700_000_000), "2023-11-14 22:13:20 UTC");
+    }
+
+    #[test]
+    fn kernel_symbols_are_stubs_or_resolved() {
+        let mut symbol = KernelSymbol {
+            name: "lc_lib_weigh".into(),
+            address: 0x1000,
+            size: 0,
+            kind: ExternalKind::Function,
+            owner: Owner::Stub(dlkm_loader::ModuleId(1), "lc_lib".into()),
+        };
+        let text = |symbol: &KernelSymbol| {
+            let mut out = Vec::new();
+            write_kernel_symbol(&mut out, symbol).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(text(&symbol).ends_with("state       stub (the first call loads lc_lib)\n"));
+        symbol.owner = Owner::Module(dlkm_loader::ModuleId(1), "lc_lib".into());
+        assert!(text(&symbol).ends_with("state       resolved\n"));
     }
 
     #[test]

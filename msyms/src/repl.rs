@@ -84,6 +84,13 @@ impl MsymsHelper {
             Completes::Nothing | Completes::Directories => Vec::new(),
             Completes::Commands => commands::all_names().map(String::from).collect(),
             Completes::Modules => self.kernel.modules().into_iter().map(|m| m.name).collect(),
+            Completes::Registered => self
+                .kernel
+                .modules()
+                .into_iter()
+                .filter(|m| m.registered)
+                .map(|m| m.name)
+                .collect(),
             Completes::Symbols => self.symbol_names(),
             Completes::Objects => self.modpath_objects(),
         }

@@ -152,12 +152,36 @@ impl Session {
             .find(|candidate| candidate.is_file())
     }
 
-    /// The loaded module called `name_or_id`.
+    /// The loaded module called `name_or_id`. A module that is only registered is an error
+    /// of its own, so the message says why it does not count.
     pub fn module(&self, name_or_id: &str) -> Result<ModuleInfo, CommandError> {
+        if let Some(info) = self
+            .kernel
+            .find_module(name_or_id)
+            .and_then(|id| self.kernel.module_info(id))
+        {
+            return Ok(info);
+        }
+        match self.registered_module(name_or_id) {
+            Some(info) => Err(CommandError::NotLoaded(info.name)),
+            None => Err(CommandError::NoSuchModule(name_or_id.to_string())),
+        }
+    }
+
+    /// The module called `name_or_id`, loaded or only registered.
+    pub fn any_module(&self, name_or_id: &str) -> Result<ModuleInfo, CommandError> {
         self.kernel
             .find_module(name_or_id)
             .and_then(|id| self.kernel.module_info(id))
+            .or_else(|| self.registered_module(name_or_id))
             .ok_or_else(|| CommandError::NoSuchModule(name_or_id.to_string()))
+    }
+
+    /// The registered module (loaded or not) called `name_or_id`.
+    fn registered_module(&self, name_or_id: &str) -> Option<ModuleInfo> {
+        self.kernel
+            .find_registered(name_or_id)
+            .and_then(|id| self.kernel.module_info(id))
     }
 
     /// The first module (by id) that defines a symbol called `name`, exported or not.

@@ -103,7 +103,18 @@ fn help_lists_and_explains_commands() {
     let run = msyms(&["-c", "help"]);
     run.expect(0);
     for command in [
-        "load", "unload", "modules", "stat", "msyms", "ksym", "call", "modpath", "help", "sleep",
+        "load",
+        "unload",
+        "register",
+        "unregister",
+        "modules",
+        "stat",
+        "msyms",
+        "ksym",
+        "call",
+        "modpath",
+        "help",
+        "sleep",
     ] {
         assert!(
             run.stdout
@@ -120,6 +131,19 @@ fn help_lists_and_explains_commands() {
     let run = msyms(&["-c", "help ms"]);
     run.expect(0);
     assert!(run.stdout.contains("usage: modules"), "{}", run.stdout);
+    for (command, usage) in [
+        ("register", "usage: register PATH"),
+        ("unregister", "usage: unregister NAME"),
+    ] {
+        let run = msyms(&["-c", &format!("help {command}")]);
+        run.expect(0);
+        assert!(run.stdout.contains(usage), "{}", run.stdout);
+        assert!(
+            run.stdout.contains(&format!("example: {command} ")),
+            "{}",
+            run.stdout
+        );
+    }
 }
 
 #[test]
@@ -706,4 +730,313 @@ fn dependencies_holds_and_busy_modules() {
         errors[1]
     );
     assert!(errors[2].contains("no module `lc_base`"), "{}", errors[2]);
+}
+
+/// The line of the `modules` table for module `name`, split into its fields.
+fn module_row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<&str>>())
+        .find(|fields| fields.len() == 8 && fields[1] == name)
+        .unwrap_or_else(|| panic!("no row for {name}:\n{table}"))
+}
+
+/// The `modules` tables a run printed, each as its text from the header on.
+fn module_tables(stdout: &str) -> Vec<String> {
+    let mut tables: Vec<String> = Vec::new();
+    for line in stdout.lines() {
+        if line == MODULES_HEADER {
+            tables.push(String::new());
+        }
+        let row = line.split(' ').count() == 8;
+        if let Some(table) = tables.last_mut().filter(|_| row) {
+            table.push_str(line);
+            table.push('\n');
+        }
+    }
+    tables
+}
+
+/// A registered module is a row of its own before anything calls it, its functions are stubs
+/// in the kernel table, and the first call through one (from a module that was loaded while
+/// it was only registered) loads it and answers.
+fn check_registered_module_loads_on_first_call(arch: &str, dir: &Path) {
+    let script = format!(
+        "register {lib}; load {caller}; modules; ksym lc_lib_weigh; stat lc_lib; \
+         call lc_caller_weigh; modules; stat lc_lib; stat lc_caller; ksym lc_lib_weigh; \
+         call lc_caller_mix; call lc_caller_sum; call lc_caller_loads",
+        lib = quote(path_str(&dir.join("lc_lib.o"))),
+        caller = quote(path_str(&dir.join("lc_caller.o"))),
+    );
+    let run = msyms(&["--arch", arch, "--unload-delay", "-1", "-c", &script]);
+    run.expect(0);
+    let out = &run.stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    // Every function lc_lib exports is a stub (the count is checked against `stat` below).
+    let stub_count = lines[0]
+        .strip_prefix("registered lc_lib id=1 stubs=")
+        .and_then(|k| k.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("{arch}: {out}"));
+    assert!(
+        lines[1].starts_with("loaded lc_caller id=2 base=0x"),
+        "{arch}: {out}"
+    );
+    let tables = module_tables(out);
+    assert_eq!(tables.len(), 2, "{arch}: {out}");
+    // Before the call: registered, no image; the caller is loaded.
+    assert_eq!(
+        module_row(&tables[0], "lc_lib"),
+        ["1", "lc_lib", "misc", "registered", "0", "-", "0x0", "0x0"],
+        "{arch}"
+    );
+    assert_eq!(module_row(&tables[0], "lc_caller")[3], "loaded", "{arch}");
+    // After it: loaded, placed.
+    let loaded = module_row(&tables[1], "lc_lib");
+    assert_eq!(loaded[3], "loaded", "{arch}: {out}");
+    assert!(loaded[6] != "0x0" && loaded[7] != "0x0", "{arch}: {out}");
+
+    // ksym: a stub before the call, resolved to lc_lib's own function after it.
+    let ksyms: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("owner       ") || l.starts_with("state       "))
+        .copied()
+        .collect();
+    assert!(
+        ksyms.contains(&"owner       stub of module lc_lib (id 1, not loaded)"),
+        "{arch}: {out}"
+    );
+    assert!(
+        ksyms.contains(&"state       stub (the first call loads lc_lib)"),
+        "{arch}: {out}"
+    );
+    assert!(
+        ksyms.contains(&"owner       module lc_lib (id 1)"),
+        "{arch}: {out}"
+    );
+    assert!(ksyms.contains(&"state       resolved"), "{arch}: {out}");
+
+    // stat of the registered module, then of the loaded one, then of its caller.
+    assert!(out.contains("state       registered\n"), "{arch}: {out}");
+    assert!(
+        out.contains("registered  yes, since "),
+        "{arch}: stat before the call: {out}"
+    );
+    let stubs: Vec<&str> = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("stubs       "))
+        .unwrap_or_else(|| panic!("{arch}: no stubs line: {out}"))
+        .split(", ")
+        .collect();
+    assert_eq!(stubs.len(), stub_count, "{arch}: {out}");
+    for function in ["lc_lib_loads", "lc_lib_weigh", "lc_lib_mix", "lc_lib_sum"] {
+        assert!(stubs.contains(&function), "{arch}: {function}: {out}");
+    }
+    assert!(
+        out.contains("base        0x0\nsize        0x0\n"),
+        "{arch}: {out}"
+    );
+    assert!(out.contains("loaded at   -\n"), "{arch}: {out}");
+    assert!(
+        out.contains("registered  yes\n"),
+        "{arch}: stat after the call: {out}"
+    );
+    assert!(
+        out.contains("registered  no\n"),
+        "{arch}: stat lc_caller: {out}"
+    );
+    assert!(
+        out.contains("stub deps   lc_lib (calls through their stubs)\n"),
+        "{arch}: {out}"
+    );
+    let results: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("= "))
+        .copied()
+        .collect();
+    assert_eq!(
+        results,
+        ["= 385 (0x181)", "= 224 (0xe0)", "= 15 (0xf)", "= 1 (0x1)"],
+        "{arch}: {out}"
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn registered_module_loads_on_first_stub_call() {
+    check_registered_module_loads_on_first_call("host", &corpus("gcc-pie").join("lifecycle"));
+}
+
+#[test]
+fn registered_module_loads_on_first_stub_call_emulated() {
+    for (arch, variant) in [("mips", "gcc"), ("aarch64", "gcc-pie")] {
+        let dir = corpus_of(arch, variant).join("lifecycle");
+        check_registered_module_loads_on_first_call(arch, &dir);
+    }
+}
+
+/// A module whose `_load` fails: the call through its stub fails (-1, as a failed stub call
+/// returns), and the module stays registered, in state `failed`, `stat` telling why.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn failed_auto_load_shows_as_failed() {
+    let fail = corpus("gcc-pie").join("lifecycle").join("lc_fail.o");
+    let script = format!(
+        "register {}; call lc_fail_export 1; modules; stat lc_fail; stat 1",
+        quote(path_str(&fail))
+    );
+    let run = msyms(&["-c", &script]);
+    run.expect(0);
+    let out = &run.stdout;
+    assert!(out.starts_with("registered lc_fail id=1 stubs="), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("= -1 ")),
+        "the failed call: {out}"
+    );
+    let tables = module_tables(out);
+    assert_eq!(tables.len(), 1, "{out}");
+    assert_eq!(
+        module_row(&tables[0], "lc_fail"),
+        ["1", "lc_fail", "misc", "failed", "0", "-", "0x0", "0x0"]
+    );
+    let failures: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("failure     "))
+        .collect();
+    assert_eq!(failures.len(), 2, "stat by name and by id: {out}");
+    assert!(failures[0].contains("ENODEV"), "{out}");
+    assert_eq!(out.matches("state       failed\n").count(), 2, "{out}");
+}
+
+/// The auto-unloader takes a module a stub call loaded away once idle for its unload_delay
+/// (1 s for lc_lib): it is a `registered` row again, and the next call loads it again.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn stub_loaded_module_is_auto_unloaded_and_loads_again() {
+    let dir = corpus("gcc-pie").join("lifecycle");
+    let script = format!(
+        "register {}; load {}; call lc_caller_weigh; modules; sleep 2.5; modules; \
+         call lc_caller_weigh; modules",
+        quote(path_str(&dir.join("lc_lib.o"))),
+        quote(path_str(&dir.join("lc_caller.o"))),
+    );
+    let run = msyms(&["-c", &script]);
+    run.expect(0);
+    let tables = module_tables(&run.stdout);
+    assert_eq!(tables.len(), 3, "{}", run.stdout);
+    let states: Vec<&str> = tables.iter().map(|t| module_row(t, "lc_lib")[3]).collect();
+    assert_eq!(states, ["loaded", "registered", "loaded"], "{}", run.stdout);
+    assert_eq!(run.last_line().split(' ').nth(3), Some("loaded"));
+}
+
+/// `load NAME` finds a registered module by its name, without the module path; unloaded, it
+/// is a `registered` row again, and loads again by name.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn registered_module_loads_by_name() {
+    let lib = corpus("gcc-pie").join("lifecycle").join("lc_lib.o");
+    let script = format!(
+        "register {}; load lc_lib; modules; call lc_lib_loads; \
+         unload lc_lib; modules; load lc_lib; stat lc_lib",
+        quote(path_str(&lib))
+    );
+    let run = msyms(&["-c", &script]);
+    run.expect(0);
+    let out = &run.stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[1].starts_with("loaded lc_lib id=1 base=0x"), "{out}");
+    let tables = module_tables(out);
+    let states: Vec<&str> = tables.iter().map(|t| module_row(t, "lc_lib")[3]).collect();
+    assert_eq!(states, ["loaded", "registered"], "{out}");
+    assert!(out.contains("= 1 (0x1)\nunloaded lc_lib\n"), "{out}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("loaded lc_lib id=1 "))
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("state       loaded\nregistered  yes\n"),
+        "{out}"
+    );
+    assert!(out.contains("loaded by   demand\n"), "{out}");
+}
+
+/// `register` and `unregister` fail as every command does (an `error:` line, status 1), and
+/// commands that need a loaded module say when it is only registered.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn register_and_unregister_errors() {
+    let dir = corpus("gcc-pie").join("lifecycle");
+    let lib = quote(path_str(&dir.join("lc_lib.o")));
+    let caller = quote(path_str(&dir.join("lc_caller.o")));
+
+    for command in [
+        "register /no/such/dir/lc_nothing.o",
+        "register",
+        "unregister nosuch",
+        "unregister",
+        "register a.o b.o",
+    ] {
+        let run = msyms(&["-c", &format!("{command}; modules")]);
+        run.expect(1);
+        assert_eq!(run.error_lines().len(), 1, "{command}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{command}: ran on: {}", run.stdout);
+    }
+    let run = msyms(&["-c", "register /no/such/dir/lc_nothing.o"]);
+    assert!(
+        run.stderr.contains("/no/such/dir/lc_nothing.o"),
+        "{}",
+        run.stderr
+    );
+    let run = msyms(&["-c", "unregister nosuch"]);
+    assert!(
+        run.error_lines()[0].contains("no module `nosuch` is registered"),
+        "{}",
+        run.stderr
+    );
+
+    let script = format!(
+        "register {lib}; register {lib}; unload lc_lib; hold lc_lib; msyms lc_lib; \
+         load {caller}; unregister lc_lib; call lc_caller_weigh; unregister lc_lib; \
+         unload lc_lib; unregister lc_lib; unload lc_caller; unregister 1; modules; \
+         stat lc_lib"
+    );
+    let run = msyms(&["--unload-delay", "-1", "--keep-going", "-c", &script]);
+    run.expect(1);
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 8, "{}", run.stderr);
+    assert!(errors[0].contains("already registered"), "{}", errors[0]);
+    for (error, command) in errors[1..4].iter().zip(["unload", "hold", "msyms"]) {
+        assert!(
+            error.contains("module lc_lib is registered but not loaded"),
+            "{command}: {error}"
+        );
+    }
+    // Its caller binds to its stubs, loaded or not.
+    assert!(
+        errors[4].contains("unregister lc_lib") && errors[4].contains("lc_caller"),
+        "{}",
+        errors[4]
+    );
+    assert!(
+        errors[5].contains("unregister lc_lib") && errors[5].contains("is loaded"),
+        "{}",
+        errors[5]
+    );
+    assert!(errors[6].contains("lc_caller"), "{}", errors[6]);
+    assert!(
+        errors[7].contains("no module `lc_lib` is loaded or registered"),
+        "{}",
+        errors[7]
+    );
+    let out = &run.stdout;
+    assert!(out.contains("= 385 (0x181)\n"), "{out}");
+    assert!(
+        out.contains("unloaded lc_lib\nunloaded lc_caller\nunregistered lc_lib\n"),
+        "{out}"
+    );
+    // Nothing is left.
+    assert!(out.ends_with(&format!("{MODULES_HEADER}\n")), "{out}");
 }

@@ -6,21 +6,28 @@
 use std::path::{Path, PathBuf};
 
 use dlkm_linker::ArchKind;
-use dlkm_loader::{Arg, Kernel, LoadError};
+use dlkm_loader::machine::native::NativeMachine;
+use dlkm_loader::{Arg, Kernel, KernelOptions, LoadError, Owner};
 use dlkm_tests::corpus_dir;
 
 /// The kernels the rules are checked in: this host's native one, and an emulated MIPS one.
 fn kernels() -> Vec<(Kernel, PathBuf)> {
+    kernels_with(KernelOptions::default())
+}
+
+fn kernels_with(options: KernelOptions) -> Vec<(Kernel, PathBuf)> {
     let mut kernels = Vec::new();
     if let Some(host) = ArchKind::host() {
         let dir = corpus_dir().join(host.name()).join("gcc-pie/lifecycle");
-        kernels.push((Kernel::native().unwrap(), dir));
+        let machine = Box::new(NativeMachine::new());
+        kernels.push((Kernel::with_machine(machine, options.clone()), dir));
     }
     #[cfg(feature = "emulated")]
     {
+        use dlkm_loader::machine::emulated::EmulatedMachine;
         let dir = corpus_dir().join("mips/gcc/lifecycle");
-        let mips = ArchKind::Mips { big_endian: true };
-        kernels.push((Kernel::emulated(mips).unwrap(), dir));
+        let machine = EmulatedMachine::new(ArchKind::Mips { big_endian: true }).unwrap();
+        kernels.push((Kernel::with_machine(Box::new(machine), options), dir));
     }
     kernels
 }
@@ -328,4 +335,95 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .unwrap();
     let _ = std::fs::remove_file(&file);
     String::from_utf8(output.stdout).unwrap()[..64].to_string()
+}
+
+#[test]
+fn a_boot_list_loads_its_modules_in_order_and_names_the_line_that_fails() {
+    for (kernel, dir) in kernels() {
+        kernel.add_modpath(&dir).unwrap();
+        let list = std::env::temp_dir().join(format!("dlkm-boot-{}.list", std::process::id()));
+        let veto = dir.join("lc_veto.o");
+        std::fs::write(
+            &list,
+            format!(
+                "# modules at boot\nlc_base\n\n{}  # by path\n",
+                veto.display()
+            ),
+        )
+        .unwrap();
+        let loaded = kernel.load_boot_list(&list).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(module_names(&kernel), ["lc_base", "lc_veto"]);
+
+        std::fs::write(&list, "lc_drv\nlc_missing\n").unwrap();
+        match kernel.load_boot_list(&list) {
+            Err(LoadError::BootList { line, source, .. }) => {
+                assert_eq!(line, 2);
+                assert!(
+                    matches!(*source, LoadError::NotOnModulePath { .. }),
+                    "{source}"
+                );
+            }
+            other => panic!("a boot list naming a missing module: {other:?}"),
+        }
+        assert_eq!(module_names(&kernel), ["lc_base", "lc_veto", "lc_drv"]);
+        std::fs::remove_file(&list).unwrap();
+    }
+}
+
+#[test]
+fn a_module_may_shadow_a_host_symbol_only_where_the_embedder_allows_it() {
+    for (kernel, dir) in kernels() {
+        match kernel.load_path(dir.join("lc_shadow.o")) {
+            Err(LoadError::ShadowsHost { symbol, .. }) => assert_eq!(symbol, "atoi"),
+            other => panic!("a module defining atoi: {other:?}"),
+        }
+        assert!(kernel.modules().is_empty());
+    }
+    let allowing = KernelOptions {
+        allow_shadowing: true,
+        ..KernelOptions::default()
+    };
+    for (kernel, dir) in kernels_with(allowing) {
+        kernel.load_path(dir.join("lc_shadow.o")).unwrap();
+        let atoi = kernel.getksym("atoi").unwrap();
+        assert!(matches!(atoi.owner, Owner::Module(..)), "{:?}", atoi.owner);
+        let seven = kernel.call_symbol("atoi", &[Arg::Str("7".into())]).unwrap();
+        assert_eq!(seven as i32, -42, "the module's atoi answers now");
+    }
+}
+
+#[test]
+fn a_modpath_only_kernel_loads_nothing_from_elsewhere() {
+    let options = KernelOptions {
+        modpath_only: true,
+        ..KernelOptions::default()
+    };
+    for (kernel, dir) in kernels_with(options) {
+        let base = dir.join("lc_base.o");
+        let outside =
+            |r: Result<_, LoadError>| matches!(r, Err(LoadError::OutsideModulePath { .. }));
+        assert!(outside(kernel.load_path(&base)), "no module path yet");
+        let bytes = std::fs::read(&base).unwrap();
+        assert!(outside(kernel.load_bytes("lc_base", &bytes)));
+        kernel.add_modpath(&dir).unwrap();
+        kernel.load_path(&base).unwrap();
+
+        let elsewhere = std::env::temp_dir().join(format!("dlkm-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let copy = elsewhere.join("lc_veto.o");
+        std::fs::copy(dir.join("lc_veto.o"), &copy).unwrap();
+        assert!(
+            outside(kernel.load_path(&copy)),
+            "a copy outside the module path"
+        );
+        // A path that starts inside the module path and climbs out of it.
+        let depth = std::fs::canonicalize(&dir).unwrap().components().count() - 1;
+        let climb: PathBuf = std::iter::repeat_n("..", depth).collect();
+        let sneaky = dir.join(climb).join(copy.strip_prefix("/").unwrap());
+        assert!(sneaky.is_file());
+        assert!(outside(kernel.load_path(&sneaky)), "{}", sneaky.display());
+        kernel.load_name("lc_veto").unwrap();
+        std::fs::remove_dir_all(&elsewhere).unwrap();
+    }
 }

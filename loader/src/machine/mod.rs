@@ -5,9 +5,38 @@
 pub mod emulated;
 pub mod native;
 
+use std::sync::Weak;
+
 use dlkm_linker::{ArchKind, ExternalSymbol};
 
 use crate::error::MachineError;
+
+/// What the kernel answers a call that reached an armed stub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// The module is loaded and the stub has its target now: go through the stub again.
+    Armed,
+    /// The module's own load is running on this thread (its `_load` called through the
+    /// stub): call this address directly, the stub stays armed until the load succeeds.
+    Direct(u64),
+}
+
+/// The kernel side of auto-loading stubs: a call through an armed stub asks it to load the
+/// module behind the stub. Called on the calling thread, with nothing of the machine locked.
+pub trait StubResolver: Send + Sync {
+    /// Loads what stub `stub` stands for; an error makes the call fail (it returns -1 with
+    /// errno ENOSYS) and is recorded as the module's failure.
+    fn resolve(&self, stub: u32) -> Result<Resolved, String>;
+}
+
+/// How a stub is used right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StubUse {
+    /// Calls that went through the stub and have not returned.
+    pub in_flight: usize,
+    /// Calls forwarded through it so far: the kernel's sign that its module is not idle.
+    pub calls: u64,
+}
 
 /// Where the image of a module may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +116,24 @@ pub trait Machine: Send + Sync {
     fn debugger(&self) -> Option<&dyn Debugger> {
         None
     }
+
+    /// Makes a stub: code that forwards a call, arguments intact, to the stub's target, and
+    /// while it has none (armed) asks the resolver first. Returns its number and address.
+    fn create_stub(&self) -> Result<(u32, u64), MachineError> {
+        Err(MachineError::NoStubs)
+    }
+
+    /// Points stub `stub` at `target`, or arms it again (`None`).
+    fn set_stub_target(&self, _stub: u32, _target: Option<u64>) {}
+
+    /// Calls in flight through stub `stub`. A kernel that unloads a module first arms its
+    /// stubs, then checks this: a call either is counted here or finds the stub armed.
+    fn stub_use(&self, _stub: u32) -> StubUse {
+        StubUse::default()
+    }
+
+    /// Who loads modules for armed stubs.
+    fn set_stub_resolver(&self, _resolver: Weak<dyn StubResolver>) {}
 }
 
 /// A machine that can stop module code: a call that reaches a breakpoint pauses, and is

@@ -4,11 +4,11 @@
 //! runs the function host-side first. Faults, `abort`, `exit` and the instruction budget stop a
 //! call with a [`Stop`] instead of taking the machine down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use dlkm_linker::{ExternalKind, ExternalSymbol};
 use unicorn_engine::unicorn_const::{uc_error, HookType, MemType, Prot};
-use unicorn_engine::{UcHookId, Unicorn};
+use unicorn_engine::{Context, UcHookId, Unicorn};
 
 use super::heap::Heap;
 use super::runtime::{self, Runtime};
@@ -21,7 +21,10 @@ pub(super) const PAGE: u64 = 0x1000;
 pub(super) const MODULES: (u64, u64) = (0x1000_0000, 0x2000_0000);
 /// malloc's memory (and the arguments `call` copies in).
 pub(super) const HEAP: (u64, u64) = (0x4000_0000, 0x4400_0000);
-pub(super) const STACK: (u64, u64) = (0x5000_0000, 0x5010_0000);
+pub(super) const STACK: (u64, u64) = (0x5000_0000, 0x5080_0000);
+/// Each call from the host runs on a stack of its own, so that a call waiting for a stub's
+/// module to load keeps its frames while the load runs code.
+const STACK_SEGMENT: u64 = 0x10_0000;
 /// The kernel's variables (stdout, errno, ctype tables…).
 pub(super) const KERNEL_DATA: (u64, u64) = (0x7000_0000, 0x7001_0000);
 /// The kernel's functions, one slot each: out of a direct call's reach from every module
@@ -29,6 +32,9 @@ pub(super) const KERNEL_DATA: (u64, u64) = (0x7000_0000, 0x7001_0000);
 /// module goes through the linker's stubs.
 pub(super) const KERNEL_CODE: (u64, u64) = (0x7100_0000, 0x7101_0000);
 pub(super) const SLOT: u64 = 16;
+/// Auto-loading stubs, one slot each like the kernel's functions: a hook jumps to the module
+/// function, or stops the call so the machine can have the module loaded.
+pub(super) const KERNEL_STUBS: (u64, u64) = (0x7200_0000, 0x7210_0000);
 /// Where every call from the host returns to: slot 0, whose hook does nothing.
 pub(super) const RETURN_ADDRESS: u64 = KERNEL_CODE.0;
 
@@ -50,6 +56,37 @@ pub(crate) struct EngineData {
     pub nesting: u32,
     /// The breakpoint a resumed call starts at, passed over once.
     pub resume_from: Option<u64>,
+    /// Each stub's module function, `None` while armed.
+    pub stub_targets: Vec<Option<u64>>,
+    /// Calls forwarded through each stub.
+    pub stub_calls: Vec<u64>,
+}
+
+/// How a call from the host ended, or where it waits.
+pub(super) enum Ran {
+    Returned(u64),
+    /// It reached armed stub `stub` and waits, as call `call`, for the module to be loaded.
+    Stub {
+        stub: u32,
+        call: u32,
+    },
+}
+
+/// Where a call waiting at an armed stub goes on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum StubJump {
+    /// Into the stub's target, set now.
+    Target,
+    /// Into this address (the module's own `_load` is running).
+    To(u64),
+    /// Back to its caller with -1 and errno ENOSYS.
+    Fail,
+}
+
+/// A call waiting at an armed stub: its registers and its stack.
+struct Suspended {
+    context: Context,
+    stack: u64,
 }
 
 pub(super) struct Engine {
@@ -57,8 +94,12 @@ pub(super) struct Engine {
     /// Module reservations: base → size.
     reservations: BTreeMap<u64, u64>,
     budget: u64,
-    /// Where the host's call is paused (at a breakpoint or after steps), if it is.
-    paused: Option<u64>,
+    /// Where the host's call is paused (at a breakpoint or after steps), with its stack.
+    paused: Option<(u64, u64)>,
+    /// Stacks no call is using.
+    free_stacks: Vec<u64>,
+    suspended: HashMap<u32, Suspended>,
+    next_call: u32,
     breakpoints: BTreeMap<u32, (u64, UcHookId)>,
     next_breakpoint: u32,
 }
@@ -82,6 +123,8 @@ impl Engine {
             budget: DEFAULT_BUDGET,
             nesting: 0,
             resume_from: None,
+            stub_targets: Vec::new(),
+            stub_calls: Vec::new(),
         };
         let start = machine_error("cannot start the emulator");
         let mut uc = Unicorn::new_with_data(arch, mode, data).map_err(&start)?;
@@ -91,6 +134,7 @@ impl Engine {
             (STACK, Prot::READ | Prot::WRITE),
             (KERNEL_DATA, Prot::READ | Prot::WRITE),
             (KERNEL_CODE, Prot::READ | Prot::EXEC),
+            (KERNEL_STUBS, Prot::READ | Prot::EXEC),
         ] {
             uc.mem_map(region.0, region.1 - region.0, prot)
                 .map_err(&start)?;
@@ -114,6 +158,12 @@ impl Engine {
             },
         )
         .map_err(&start)?;
+        uc.add_code_hook(KERNEL_STUBS.0, KERNEL_STUBS.1 - 1, |uc, address, _| {
+            if (address - KERNEL_STUBS.0) % SLOT == 0 {
+                stub_reached(uc, ((address - KERNEL_STUBS.0) / SLOT) as usize);
+            }
+        })
+        .map_err(&start)?;
         uc.add_mem_hook(HookType::MEM_INVALID, 1, 0, |uc, kind, address, _, _| {
             uc.get_data_mut().bad_access = Some((kind, address));
             false
@@ -124,6 +174,12 @@ impl Engine {
             reservations: BTreeMap::new(),
             budget: DEFAULT_BUDGET,
             paused: None,
+            free_stacks: (0..(STACK.1 - STACK.0) / STACK_SEGMENT)
+                .rev()
+                .map(|i| STACK.0 + i * STACK_SEGMENT)
+                .collect(),
+            suspended: HashMap::new(),
+            next_call: 0,
             breakpoints: BTreeMap::new(),
             next_breakpoint: 1,
         })
@@ -264,26 +320,32 @@ impl Engine {
         self.uc.get_data().runtime.variable_at(address)
     }
 
-    /// Calls the function at `address` from the host, on a fresh stack. A breakpoint leaves
-    /// the call paused, to be resumed by [`Engine::resume`].
-    pub fn call(&mut self, address: u64, args: &[u64]) -> Result<u64, MachineError> {
-        if let Some(pc) = self.paused {
+    /// Calls the function at `address` from the host, on a stack of its own. A breakpoint
+    /// leaves the call paused, to be resumed by [`Engine::resume`]; an armed stub leaves it
+    /// waiting, to be gone on with by [`Engine::resume_stub`].
+    pub fn call(&mut self, address: u64, args: &[u64]) -> Result<Ran, MachineError> {
+        if let Some((pc, _)) = self.paused {
             return Err(MachineError::Paused { pc });
         }
-        let sp = STACK.1 - 256;
+        let stack = self.free_stacks.pop().ok_or(MachineError::Emulator {
+            context: "cannot start a call",
+            reason: "every stack is taken by calls waiting for modules to load".into(),
+        })?;
+        let sp = stack + STACK_SEGMENT - 256;
         let target = self.uc.get_data().target;
-        target
-            .set_call(&mut self.uc, address, args, sp, RETURN_ADDRESS)
-            .map_err(|e| MachineError::Stopped(emulator(e)))?;
+        if let Err(e) = target.set_call(&mut self.uc, address, args, sp, RETURN_ADDRESS) {
+            self.free_stacks.push(stack);
+            return Err(MachineError::Stopped(emulator(e)));
+        }
         self.uc.get_data_mut().budget = self.budget;
         let outcome = run_until_return(&mut self.uc, address, self.budget);
-        self.settle(outcome)
+        self.settle(outcome, stack)
     }
 
     /// Goes on with the paused call: to its end (or the next breakpoint), or `steps`
     /// instructions.
-    pub fn resume(&mut self, steps: Option<u64>) -> Result<u64, MachineError> {
-        let pc = self.paused.ok_or(MachineError::NotPaused)?;
+    pub fn resume(&mut self, steps: Option<u64>) -> Result<Ran, MachineError> {
+        let (pc, stack) = self.paused.ok_or(MachineError::NotPaused)?;
         // The breakpoint the call stopped at must not stop it again at once.
         self.uc.get_data_mut().resume_from = Some(pc);
         let count = steps.unwrap_or(self.budget);
@@ -292,16 +354,98 @@ impl Engine {
             other => other,
         };
         self.uc.get_data_mut().resume_from = None;
-        self.settle(outcome)
+        self.settle(outcome, stack)
     }
 
-    /// Records whether a call is paused after it ran.
-    fn settle(&mut self, outcome: Result<u64, Stop>) -> Result<u64, MachineError> {
-        self.paused = match &outcome {
-            Err(Stop::Breakpoint { pc, .. } | Stop::Stepped { pc }) => Some(*pc),
-            _ => None,
+    /// Goes on with call `call`, waiting at an armed stub, once the kernel has dealt with it.
+    pub fn resume_stub(&mut self, call: u32, jump: StubJump) -> Result<Ran, MachineError> {
+        let waiting = self.suspended.remove(&call).ok_or(MachineError::Emulator {
+            context: "cannot go on with a call",
+            reason: format!("no call {call} waits at a stub"),
+        })?;
+        let resumed = machine_error("cannot go on with a call waiting at a stub");
+        self.uc
+            .context_restore(&waiting.context)
+            .map_err(&resumed)?;
+        let target = self.uc.get_data().target;
+        let pc = self.uc.reg_read(target.registers().pc).map_err(&resumed)?;
+        let stub = ((pc - KERNEL_STUBS.0) / SLOT) as usize;
+        let data = self.uc.get_data_mut();
+        let to = match jump {
+            StubJump::Target => data.stub_targets.get(stub).copied().flatten(),
+            StubJump::To(address) => Some(address),
+            StubJump::Fail => None,
         };
-        outcome.map_err(MachineError::Stopped)
+        let jumped = match to {
+            Some(address) => {
+                if let Some(calls) = data.stub_calls.get_mut(stub) {
+                    *calls += 1;
+                }
+                target.jump(&mut self.uc, address)
+            }
+            None => return_failed(&mut self.uc),
+        };
+        jumped.map_err(&resumed)?;
+        let pc = self.uc.reg_read(target.registers().pc).map_err(&resumed)?;
+        self.uc.get_data_mut().budget = self.budget;
+        let outcome = run_until_return(&mut self.uc, pc, self.budget);
+        self.settle(outcome, waiting.stack)
+    }
+
+    /// Records how a call ran: paused, waiting at a stub, or over (its stack freed).
+    fn settle(&mut self, outcome: Result<u64, Stop>, stack: u64) -> Result<Ran, MachineError> {
+        self.paused = None;
+        match outcome {
+            Err(Stop::ArmedStub { stub }) => {
+                let saved = machine_error("cannot keep a call waiting at a stub");
+                let mut context = self.uc.context_alloc().map_err(&saved)?;
+                self.uc.context_save(&mut context).map_err(&saved)?;
+                let call = self.next_call;
+                self.next_call = self.next_call.wrapping_add(1);
+                self.suspended.insert(call, Suspended { context, stack });
+                Ok(Ran::Stub { stub, call })
+            }
+            Err(stop @ (Stop::Breakpoint { pc, .. } | Stop::Stepped { pc })) => {
+                self.paused = Some((pc, stack));
+                Err(MachineError::Stopped(stop))
+            }
+            other => {
+                self.free_stacks.push(stack);
+                other.map(Ran::Returned).map_err(MachineError::Stopped)
+            }
+        }
+    }
+
+    /// Makes a stub; returns its number and address.
+    pub fn create_stub(&mut self) -> Result<(u32, u64), MachineError> {
+        let number = self.uc.get_data().stub_targets.len() as u64;
+        let address = KERNEL_STUBS.0 + number * SLOT;
+        if address >= KERNEL_STUBS.1 {
+            return Err(MachineError::NoMemory {
+                size: SLOT,
+                placement: "in the stub region".into(),
+                reason: "every stub slot is taken".into(),
+            });
+        }
+        let slot = self.uc.get_data().target.return_slot();
+        self.uc
+            .mem_write(address, &slot)
+            .map_err(machine_error("cannot write a stub"))?;
+        let data = self.uc.get_data_mut();
+        data.stub_targets.push(None);
+        data.stub_calls.push(0);
+        Ok((number as u32, address))
+    }
+
+    pub fn set_stub_target(&mut self, stub: u32, target: Option<u64>) {
+        if let Some(slot) = self.uc.get_data_mut().stub_targets.get_mut(stub as usize) {
+            *slot = target;
+        }
+    }
+
+    pub fn stub_calls(&self, stub: u32) -> u64 {
+        let calls = &self.uc.get_data().stub_calls;
+        calls.get(stub as usize).copied().unwrap_or(0)
     }
 
     pub fn set_breakpoint(&mut self, address: u64) -> Result<u32, MachineError> {
@@ -358,9 +502,9 @@ impl Engine {
 
     /// The paused call's code addresses, innermost first: the pc, then return addresses.
     pub fn backtrace(&self) -> Result<Vec<u64>, MachineError> {
-        self.paused.ok_or(MachineError::NotPaused)?;
+        let (_, stack) = self.paused.ok_or(MachineError::NotPaused)?;
         let target = self.uc.get_data().target;
-        let mut frames = target.return_addresses(&self.uc, STACK);
+        let mut frames = target.return_addresses(&self.uc, (stack, stack + STACK_SEGMENT));
         frames.retain(|&a| a != RETURN_ADDRESS);
         frames.dedup();
         Ok(frames)
@@ -387,6 +531,35 @@ pub(super) fn call_guest(uc: &mut Uc, address: u64, args: &[u64], sp: u64) -> Re
     uc.get_data_mut().nesting -= 1;
     uc.context_restore(&saved).map_err(emulator)?;
     outcome
+}
+
+/// A call reached stub `stub`'s slot: on into its module function, or (armed) stop so that
+/// the machine has the module loaded. A run nested in a runtime function cannot stop for
+/// that: its call fails instead.
+fn stub_reached(uc: &mut Uc, stub: usize) {
+    let data = uc.get_data_mut();
+    let target = data.target;
+    match data.stub_targets.get(stub).copied() {
+        Some(Some(address)) => {
+            data.stub_calls[stub] += 1;
+            let _ = target.jump(uc, address);
+        }
+        Some(None) if data.nesting == 0 => {
+            data.stop = Some(Stop::ArmedStub { stub: stub as u32 });
+            let _ = uc.emu_stop();
+        }
+        _ => {
+            let _ = return_failed(uc);
+        }
+    }
+}
+
+/// Returns from a stub to its caller with -1, errno ENOSYS.
+fn return_failed(uc: &mut Uc) -> Result<(), uc_error> {
+    runtime::fail_with_enosys(uc)?;
+    let registers = uc.get_data().target.registers();
+    let link = uc.reg_read(registers.link)?;
+    uc.reg_write(registers.pc, link)
 }
 
 fn emulator(e: uc_error) -> Stop {

@@ -168,6 +168,12 @@ impl Target for Mips {
         &REGISTERS
     }
 
+    fn jump(&self, uc: &mut Uc, target: u64) -> Result<(), uc_error> {
+        // Position-independent code finds its $gp from $t9, the address it was called at.
+        uc.reg_write(R::T9, target)?;
+        uc.reg_write(R::PC, target)
+    }
+
     fn set_call(
         &self,
         uc: &mut Uc,

@@ -16,15 +16,15 @@ mod target;
 
 use std::io::Write;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::thread::JoinHandle;
 
 use dlkm_linker::{ArchKind, ExternalSymbol};
 
-use super::{Debugger, Machine, Placement, Protection};
+use super::{Debugger, Machine, Placement, Protection, Resolved, StubResolver, StubUse};
 use crate::error::MachineError;
 pub use engine::DEFAULT_BUDGET;
-use engine::{Engine, PAGE};
+use engine::{Engine, Ran, StubJump, PAGE};
 use target::Target;
 
 type Job = Box<dyn FnOnce(&mut Engine) + Send>;
@@ -34,6 +34,7 @@ pub struct EmulatedMachine {
     arch: ArchKind,
     jobs: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    resolver: Mutex<Option<Weak<dyn StubResolver>>>,
 }
 
 impl EmulatedMachine {
@@ -74,6 +75,7 @@ impl EmulatedMachine {
             arch,
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
+            resolver: Mutex::new(None),
         })
     }
 
@@ -92,6 +94,33 @@ impl EmulatedMachine {
             .map_err(|_| stopped())?;
         }
         answer.recv().map_err(|_| stopped())
+    }
+
+    /// Follows a call until it returns: each time it waits at an armed stub, the kernel loads
+    /// the module (on this thread, the emulator free meanwhile) and the call goes on.
+    fn drive(&self, mut ran: Ran) -> Result<u64, MachineError> {
+        loop {
+            match ran {
+                Ran::Returned(value) => return Ok(value),
+                Ran::Stub { stub, call } => {
+                    let jump = self.resolve(stub);
+                    ran = self.run(move |engine| engine.resume_stub(call, jump))??;
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, stub: u32) -> StubJump {
+        let resolver = self
+            .resolver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match resolver.and_then(|r| r.upgrade()).map(|r| r.resolve(stub)) {
+            Some(Ok(Resolved::Armed)) => StubJump::Target,
+            Some(Ok(Resolved::Direct(address))) => StubJump::To(address),
+            Some(Err(_)) | None => StubJump::Fail,
+        }
     }
 
     /// Sets how many instructions one call may run before it is stopped.
@@ -152,7 +181,8 @@ impl Machine for EmulatedMachine {
 
     fn call(&self, address: u64, args: &[u64]) -> Result<u64, MachineError> {
         let args = args.to_vec();
-        self.run(move |engine| engine.call(address, &args))?
+        let ran = self.run(move |engine| engine.call(address, &args))??;
+        self.drive(ran)
     }
 
     fn alloc_data(&self, bytes: &[u8]) -> Result<u64, MachineError> {
@@ -180,6 +210,29 @@ impl Machine for EmulatedMachine {
 
     fn debugger(&self) -> Option<&dyn Debugger> {
         Some(self)
+    }
+
+    fn create_stub(&self) -> Result<(u32, u64), MachineError> {
+        self.run(|engine| engine.create_stub())?
+    }
+
+    fn set_stub_target(&self, stub: u32, target: Option<u64>) {
+        let _ = self.run(move |engine| engine.set_stub_target(stub, target));
+    }
+
+    /// Calls run one at a time on the emulator's thread and the kernel unloads between them,
+    /// so a call through a stub is counted as a call into the module by whoever started it.
+    /// (The one gap: a call waiting at another stub for a load. Unloading under it makes it
+    /// fault inside the emulator, where it stops with a report; the host is never at risk.)
+    fn stub_use(&self, stub: u32) -> StubUse {
+        StubUse {
+            in_flight: 0,
+            calls: self.run(move |engine| engine.stub_calls(stub)).unwrap_or(0),
+        }
+    }
+
+    fn set_stub_resolver(&self, resolver: Weak<dyn StubResolver>) {
+        *self.resolver.lock().unwrap_or_else(|e| e.into_inner()) = Some(resolver);
     }
 
     fn flush_output(&self) {
@@ -211,7 +264,8 @@ impl Debugger for EmulatedMachine {
     }
 
     fn resume(&self, steps: Option<u64>) -> Result<u64, MachineError> {
-        self.run(move |engine| engine.resume(steps))?
+        let ran = self.run(move |engine| engine.resume(steps))??;
+        self.drive(ran)
     }
 
     fn registers(&self) -> Result<Vec<(&'static str, u64)>, MachineError> {

@@ -192,6 +192,15 @@ pub(super) fn dispatch(uc: &mut Uc, index: usize) {
     }
 }
 
+/// Makes the call that reached a kernel slot return -1 with errno ENOSYS: what a call through
+/// a stub whose module cannot be loaded gets.
+pub(super) fn fail_with_enosys(uc: &mut Uc) -> Result<(), uc_error> {
+    let target = uc.get_data().target;
+    target.set_result(uc, ArgClass::Word, u64::MAX)?;
+    let errno = uc.get_data().runtime.errno_address;
+    write_word(uc, errno, 4, target.kind().big_endian(), functions::ENOSYS)
+}
+
 /// Takes the output modules wrote to stdout and stderr since the last time, in order, for
 /// the calling thread to write: the emulator's thread never touches the host's streams, whose
 /// locks the embedding program may hold while it waits for a call.

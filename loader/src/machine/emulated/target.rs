@@ -96,6 +96,12 @@ pub(super) trait Target: Send + Sync + 'static {
     /// The integer result of a call that has returned, sign-extended to 64 bits from the
     /// register width.
     fn int_result(&self, uc: &Uc) -> Result<u64, uc_error>;
+
+    /// Continues the current call at `target`, as a jump from a stub: every argument register
+    /// as it is.
+    fn jump(&self, uc: &mut Uc, target: u64) -> Result<(), uc_error> {
+        uc.reg_write(self.registers().pc, target)
+    }
 }
 
 /// Reads a little- or big-endian word of `bytes` bytes at `address`.

@@ -12,7 +12,7 @@ const ENOENT: u64 = 2;
 const EBADF: u64 = 9;
 const ENOMEM: u64 = 12;
 const ERANGE: u64 = 34;
-const ENOSYS: u64 = 38;
+pub(in crate::machine::emulated) const ENOSYS: u64 = 38;
 /// Largest block malloc hands out, so that a module's size bug fails instead of eating the heap.
 const MAX_ALLOC: u64 = 1 << 30;
 

@@ -11,8 +11,10 @@ use std::sync::Mutex;
 
 use dlkm_linker::{ArchKind, ExternalKind, ExternalSymbol};
 
-use super::{Machine, Placement, Protection};
+use super::{Machine, Placement, Protection, StubResolver, StubUse};
 use crate::error::MachineError;
+
+mod stubs;
 
 /// Linux: map at the hint or fail, never replace an existing mapping.
 const MAP_FIXED_NOREPLACE: libc::c_int = 0x10_0000;
@@ -38,6 +40,7 @@ pub struct NativeMachine {
     host_symbols: Mutex<HashMap<String, Option<ExternalSymbol>>>,
     /// Reads of arbitrary addresses go through this file, which fails instead of faulting.
     self_mem: Option<std::fs::File>,
+    stubs: Mutex<stubs::StubTable>,
 }
 
 /// Libraries whose symbols modules commonly need but a Rust program does not link: opened
@@ -77,6 +80,7 @@ impl NativeMachine {
             data: Mutex::new(HashMap::new()),
             host_symbols: Mutex::new(HashMap::new()),
             self_mem: std::fs::File::open("/proc/self/mem").ok(),
+            stubs: Mutex::new(stubs::StubTable::new()),
         }
     }
 
@@ -336,6 +340,32 @@ impl Machine for NativeMachine {
 
     fn kernel_anchor(&self) -> u64 {
         NativeMachine::new as fn() -> NativeMachine as usize as u64
+    }
+
+    fn create_stub(&self) -> Result<(u32, u64), MachineError> {
+        let page = self.page_size;
+        let map_page = || self.reserve(page, page, Placement::Near(self.kernel_anchor()));
+        let publish = |address: u64, code: &[u8]| {
+            self.write(address, code)?;
+            self.protect(address, page, Protection::ReadExecute)
+        };
+        let mut table = self.stubs.lock().unwrap_or_else(|e| e.into_inner());
+        table.create(page as usize, map_page, publish)
+    }
+
+    fn set_stub_target(&self, stub: u32, target: Option<u64>) {
+        let table = self.stubs.lock().unwrap_or_else(|e| e.into_inner());
+        table.set_target(stub, target);
+    }
+
+    fn stub_use(&self, stub: u32) -> StubUse {
+        let table = self.stubs.lock().unwrap_or_else(|e| e.into_inner());
+        table.stub_use(stub)
+    }
+
+    fn set_stub_resolver(&self, resolver: std::sync::Weak<dyn StubResolver>) {
+        let table = self.stubs.lock().unwrap_or_else(|e| e.into_inner());
+        table.set_resolver(resolver);
     }
 
     fn flush_output(&self) {
