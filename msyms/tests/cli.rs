@@ -1040,3 +1040,43 @@ fn register_and_unregister_errors() {
     // Nothing is left.
     assert!(out.ends_with(&format!("{MODULES_HEADER}\n")), "{out}");
 }
+
+#[test]
+fn modpath_only_and_shadowing_are_the_embedders_to_allow() {
+    let dir = corpus("gcc-pie").join("lifecycle");
+    let shadow = dir.join("lc_shadow.o");
+    let shadow = shadow.to_str().unwrap();
+    let refused = msyms(&["-c", &format!("load {}", quote(shadow))]);
+    refused.expect(1);
+    assert!(
+        refused.error_lines()[0].contains("`atoi`, which the host already provides"),
+        "{}",
+        refused.stderr
+    );
+    let allowed = msyms(&[
+        "--allow-shadowing",
+        "-c",
+        &format!("load {}; call atoi \"7\"", quote(shadow)),
+    ]);
+    // atoi returns an int: -42 in the low 32 bits of the result register.
+    let line = allowed.expect(0).last_line();
+    assert!(line.ends_with("ffffffd6)"), "{line}");
+
+    let base = dir.join("lc_base.o");
+    let base = base.to_str().unwrap();
+    let outside = msyms(&["--modpath-only", "-c", &format!("load {}", quote(base))]);
+    outside.expect(1);
+    assert!(
+        outside.error_lines()[0].contains("outside the module path"),
+        "{}",
+        outside.stderr
+    );
+    let inside = msyms(&[
+        "--modpath-only",
+        "--modpath",
+        dir.to_str().unwrap(),
+        "-c",
+        &format!("load {}; load lc_veto", quote(base)),
+    ]);
+    inside.expect(0);
+}

@@ -1,7 +1,7 @@
 //! The life cycle under load, natively: threads loading, calling, holding and unloading the
 //! same modules at once for a bounded time never crash and end with consistent counts;
-//! threads calling through auto-loading stubs while another unloads the module behind them
-//! always get whole, right answers;
+//! threads calling through auto-loading stubs while others hold and unload the module behind
+//! them always get whole, right answers;
 //! loading and unloading 10,000 times leaves the process's mappings and memory flat (counted
 //! there, single-threaded: threads add malloc arenas and cached stacks of their own).
 
@@ -148,7 +148,8 @@ fn threads_calling_through_stubs_while_the_module_comes_and_goes_get_right_answe
     };
     let stop = AtomicBool::new(false);
     let bases = Mutex::new(std::collections::BTreeSet::new());
-    let (calls, unloads, busy) = (
+    let (calls, unloads, busy, holds) = (
+        AtomicUsize::new(0),
         AtomicUsize::new(0),
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -159,7 +160,10 @@ fn threads_calling_through_stubs_while_the_module_comes_and_goes_get_right_answe
             scope.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     assert_eq!(function(), answer);
-                    calls.fetch_add(1, Ordering::Relaxed);
+                    // Pauses now and then leave the unloader moments with no call running.
+                    if calls.fetch_add(1, Ordering::Relaxed) % 1024 == 0 {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
                 }
             });
         }
@@ -181,9 +185,27 @@ fn threads_calling_through_stubs_while_the_module_comes_and_goes_get_right_answe
                 };
             }
         });
+        // Holds lc_lib whenever it is there: held, it cannot be unloaded.
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                // Now and then, so that the unloader gets its turns too.
+                std::thread::sleep(Duration::from_millis(1));
+                let Some(id) = kernel.find_module("lc_lib") else {
+                    continue;
+                };
+                if kernel.hold(id).is_ok() {
+                    holds.fetch_add(1, Ordering::Relaxed);
+                    std::thread::yield_now();
+                    kernel.release(id).unwrap();
+                }
+            }
+        });
         std::thread::sleep(Duration::from_secs(2));
         stop.store(true, Ordering::Relaxed);
     });
+    for info in kernel.modules() {
+        assert_eq!(info.holds, 0, "{}: holds left", info.name);
+    }
     if let Some(id) = kernel.find_module("lc_lib") {
         kernel.unload(id).unwrap();
     }
@@ -204,7 +226,10 @@ fn threads_calling_through_stubs_while_the_module_comes_and_goes_get_right_answe
         assert!(!mapped, "lc_lib's image at {base:#x} is still mapped");
     }
     let (calls, unloads, busy) = (calls.into_inner(), unloads.into_inner(), busy.into_inner());
-    eprintln!("{calls} calls through stubs, {unloads} unloads, {busy} refused as busy");
+    let holds = holds.into_inner();
+    eprintln!(
+        "{calls} calls through stubs, {unloads} unloads, {busy} refused as busy, {holds} holds"
+    );
     assert!(
         calls > 100 && unloads > 2,
         "{calls} calls, {unloads} unloads"
