@@ -3,7 +3,9 @@
 # when it is missing: cmake and libclang (the emulated machine builds Unicorn from source,
 # and its bindings are generated with bindgen), and lld (the second linker of the golden
 # tests, with DLKM_NEED_LLD=1), and with DLKM_NEED_AARCH64=1 the aarch64 cross compiler and
-# qemu-user, which run the native machine's tests on aarch64. Run by scripts/test.sh and scripts/msyms.sh; safe to run again.
+# qemu-user, which run the native machine's tests on aarch64, and with DLKM_NEED_BINUTILS=1
+# the aarch64 and MIPS binutils, whose addr2line is the source-line tests' second opinion.
+# Run by scripts/test.sh and scripts/msyms.sh; safe to run again.
 set -euo pipefail
 
 missing=()
@@ -15,6 +17,11 @@ fi
 if [[ ${DLKM_NEED_AARCH64:-0} == 1 ]]; then
     command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
     command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
+fi
+if [[ ${DLKM_NEED_BINUTILS:-0} == 1 ]]; then
+    for arch in aarch64 mips mipsel; do
+        command -v "$arch-linux-gnu-addr2line" >/dev/null 2>&1 || missing+=("binutils-$arch-linux-gnu")
+    done
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "== installing ${missing[*]}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite: formatting, lints, every test of the workspace, and a short fuzzing run.
 # Installs what the tests need on a fresh machine of this kind (scripts/deps.sh: lld, cmake,
-# libclang; scripts/fuzz.sh: the nightly toolchain and cargo-fuzz). The corpus objects are
-# committed, so no C compiler or cross toolchain is needed to run the tests.
+# libclang, the cross binutils; scripts/fuzz.sh: the nightly toolchain and cargo-fuzz). The
+# corpus objects are committed, so no C compiler is needed to build them for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +14,9 @@ need_component() {
 need_component fmt rustfmt
 need_component clippy clippy
 
-# lld for the golden tests; cmake and libclang to build Unicorn for the emulated machine.
-DLKM_NEED_LLD=1 scripts/deps.sh
+# lld for the golden tests; cmake and libclang to build Unicorn for the emulated machine;
+# the cross binutils' addr2line for the source-line tests.
+DLKM_NEED_LLD=1 DLKM_NEED_BINUTILS=1 scripts/deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -25,6 +26,8 @@ echo "== cargo test"
 cargo test --workspace --locked
 echo "== the native machine on aarch64, under qemu-user"
 scripts/test-aarch64.sh
-# A short, bounded fuzzing run of every linker target (scripts/fuzz.sh for longer ones).
+# A short, bounded fuzzing run of every fuzz target: the linker per architecture, module
+# metadata, msyms' commands, load-then-unload in the emulated machine (scripts/fuzz.sh for
+# longer ones).
 echo "== fuzzing (${DLKM_CI_FUZZ_SECONDS:-20}s per target)"
 scripts/fuzz.sh "${DLKM_CI_FUZZ_SECONDS:-20}"

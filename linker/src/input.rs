@@ -120,6 +120,9 @@ pub struct Object<'data> {
     pub arch: ArchKind,
     pub sections: Vec<Section<'data>>,
     pub symbols: Vec<Symbol<'data>>,
+    /// The whole file, for what is read only on demand: the debug sections and their
+    /// relocations ([`crate::debug_sections`]), which loading never looks at.
+    pub file: &'data [u8],
 }
 
 impl<'data> Object<'data> {
@@ -161,6 +164,7 @@ impl<'data> Object<'data> {
             arch,
             sections,
             symbols,
+            file: data,
         };
         object.attach_relocations(&file)?;
         object.read_implicit_addends()?;
@@ -173,49 +177,60 @@ impl<'data> Object<'data> {
             if self.sections[index].kind.is_none() {
                 continue;
             }
-            let mut relocs = Vec::new();
-            for (offset, reloc) in section.relocations() {
-                let RelocationFlags::Elf { r_type } = reloc.flags() else {
-                    return Err(malformed(&self.name, "relocation without ELF flags"));
-                };
-                let symbol = match reloc.target() {
-                    RelocationTarget::Symbol(SymbolIndex(i)) => i,
-                    RelocationTarget::Absolute => 0,
-                    _ => return Err(malformed(&self.name, "relocation with an unusual target")),
-                };
-                if symbol >= self.symbols.len() {
-                    return Err(malformed(
-                        &self.name,
-                        format!(
-                            "relocation at {}+{offset:#x} names symbol index {symbol}, the table has {}",
-                            self.sections[index].name,
-                            self.symbols.len()
-                        ),
-                    ));
-                }
-                relocs.push(Reloc {
-                    offset,
-                    r_type,
-                    symbol: symbol as u32,
-                    addend: reloc.addend(),
-                    implicit_addend: reloc.has_implicit_addend(),
-                });
-            }
-            self.sections[index].relocs = relocs;
+            self.sections[index].relocs = self.read_relocations(&section)?;
         }
         Ok(())
+    }
+
+    /// The relocations of one section of the file this object was parsed from, every symbol
+    /// index checked; REL addends are still to be read ([`read_implicit_addends`]).
+    pub(crate) fn read_relocations(
+        &self,
+        section: &object::Section<'data, '_>,
+    ) -> Result<Vec<Reloc>, LinkError> {
+        let mut relocs = Vec::new();
+        for (offset, reloc) in section.relocations() {
+            let RelocationFlags::Elf { r_type } = reloc.flags() else {
+                return Err(malformed(&self.name, "relocation without ELF flags"));
+            };
+            let symbol = match reloc.target() {
+                RelocationTarget::Symbol(SymbolIndex(i)) => i,
+                RelocationTarget::Absolute => 0,
+                _ => return Err(malformed(&self.name, "relocation with an unusual target")),
+            };
+            if symbol >= self.symbols.len() {
+                return Err(malformed(
+                    &self.name,
+                    format!(
+                        "relocation at {}+{offset:#x} names symbol index {symbol}, the table has {}",
+                        section.name().unwrap_or("?"),
+                        self.symbols.len()
+                    ),
+                ));
+            }
+            relocs.push(Reloc {
+                offset,
+                r_type,
+                symbol: symbol as u32,
+                addend: reloc.addend(),
+                implicit_addend: reloc.has_implicit_addend(),
+            });
+        }
+        Ok(relocs)
     }
 
     /// REL objects keep addends in the relocated bytes: read them once, here, so every later
     /// phase sees `addend` filled in whatever the format.
     fn read_implicit_addends(&mut self) -> Result<(), LinkError> {
-        let object = &self.name;
+        let (object, arch) = (&self.name, self.arch);
         for section in &mut self.sections {
-            if section.relocs.iter().any(|r| r.implicit_addend) {
-                let data = section.data;
-                crate::with_arch!(self.arch, A => A::implicit_addends(data, &mut section.relocs))
-                    .map_err(|e| malformed(object, format!("section {}: {e}", section.name)))?;
-            }
+            read_implicit_addends(
+                object,
+                arch,
+                section.name,
+                section.data,
+                &mut section.relocs,
+            )?;
         }
         Ok(())
     }
@@ -236,6 +251,21 @@ impl<'data> Object<'data> {
     pub fn exported_symbols(&self) -> impl Iterator<Item = &Symbol<'data>> {
         self.symbols.iter().filter(|s| s.is_exported())
     }
+}
+
+/// REL relocations keep their addends in the bytes they relocate: reads them into `relocs`.
+pub(crate) fn read_implicit_addends(
+    object: &str,
+    arch: ArchKind,
+    section: &str,
+    data: &[u8],
+    relocs: &mut [Reloc],
+) -> Result<(), LinkError> {
+    if relocs.iter().any(|r| r.implicit_addend) {
+        crate::with_arch!(arch, A => A::implicit_addends(data, relocs))
+            .map_err(|e| malformed(object, format!("section {section}: {e}")))?;
+    }
+    Ok(())
 }
 
 fn elf_machine(data: &[u8]) -> Result<u16, LinkError> {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::arch::{Arch, StubUse};
-use crate::error::{malformed, LinkError, RelocSite};
+use crate::error::{malformed, LinkError};
 use crate::input::{Object, SectionKind, SymbolDef, SymbolType};
 use crate::with_arch;
 
@@ -372,13 +372,7 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
         for reloc in &section.relocs {
             let kind =
                 A::classify(reloc.r_type).map_err(|refusal| LinkError::UnsupportedRelocation {
-                    site: Box::new(RelocSite {
-                        object: object.name.clone(),
-                        section: section.name.to_string(),
-                        offset: reloc.offset,
-                        symbol: object.symbol_display_name(reloc.symbol),
-                        reloc: A::KIND.reloc_name(reloc.r_type),
-                    }),
+                    site: crate::link::reloc_site(object, section.name, reloc),
                     hint: refusal.hint.map(str::to_string),
                 })?;
             let symbol = &object.symbols[reloc.symbol as usize];

@@ -4,17 +4,20 @@
 //!
 //! The phases, each a public step so the loader can put the machine's work in between:
 //! [`Object::parse`] → [`layout()`] (final size, stubs and GOT counted) → the caller picks a base →
-//! [`link_into`] (resolve through a [`Resolver`], relocate).
+//! [`link_into`] (resolve through a [`Resolver`], relocate). On demand, [`debug_sections`] gives
+//! the object's DWARF relocated to the same addresses, for source lines.
 
 #![forbid(unsafe_code)]
 
 pub mod arch;
+mod debug;
 mod error;
 mod input;
 mod layout;
 mod link;
 
 pub use arch::{ArchKind, Expr, Field, Range, RelocKind, StubUse};
+pub use debug::{debug_sections, DebugSections, SkippedSection};
 pub use error::{LinkError, RelocSite};
 pub use input::{Object, Reloc, Section, SectionKind, Symbol, SymbolDef, SymbolType};
 pub use layout::{

@@ -365,19 +365,10 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 if kind.expr == Expr::None {
                     continue;
                 }
-                let end = reloc.offset.checked_add(kind.field.width() as u64);
-                if section.kind == Some(SectionKind::ZeroFill)
-                    || end.is_none_or(|e| e > section.size)
-                {
-                    return Err(LinkError::BadRelocation {
-                        site: self.site(section, reloc),
-                        detail: format!(
-                            "the {}-byte field lies outside the section ({:#x} bytes)",
-                            kind.field.width(),
-                            section.size
-                        ),
-                    });
+                if section.kind == Some(SectionKind::ZeroFill) {
+                    return Err(field_outside(kind, section.size, self.site(section, reloc)));
                 }
+                check_field(kind, reloc, section.size, || self.site(section, reloc))?;
                 let section_image = &mut image[offset as usize..(offset + section.size) as usize];
                 match self.apply(section, reloc, kind, offset, section_image)? {
                     Applied::Direct => {}
@@ -503,24 +494,13 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         place: u64,
         symbol: &Resolved,
     ) -> Result<(), LinkError> {
-        if !kind.range.fits(value, place) {
-            let (min, max) = kind.range.bounds_at(place);
-            return Err(LinkError::OutOfRange {
-                site: self.site(section, reloc),
-                value,
-                min,
-                max,
-                hint: self.range_hint(kind, symbol),
-            });
-        }
-        if kind.align > 1 && value % kind.align as i128 != 0 {
-            return Err(LinkError::Misaligned {
-                site: self.site(section, reloc),
-                value,
-                align: kind.align,
-            });
-        }
-        Ok(())
+        check_value(
+            kind,
+            value,
+            place,
+            || self.site(section, reloc),
+            || self.range_hint(kind, symbol),
+        )
     }
 
     fn range_hint(&self, kind: &RelocKind, symbol: &Resolved) -> Option<String> {
@@ -547,13 +527,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
     }
 
     fn site(&self, section: &Section, reloc: &Reloc) -> Box<RelocSite> {
-        Box::new(RelocSite {
-            object: self.object.name.clone(),
-            section: section.name.to_string(),
-            offset: reloc.offset,
-            symbol: self.object.symbol_display_name(reloc.symbol),
-            reloc: A::KIND.reloc_name(reloc.r_type),
-        })
+        reloc_site(self.object, section.name, reloc)
     }
 
     /// `.init_array` and `.fini_array` entries, read from the relocated image; numbered
@@ -627,7 +601,72 @@ enum Applied {
     Relaxed,
 }
 
-fn write_data<A: Arch>(place: &mut [u8], field: Field, value: u64) {
+/// Where `reloc` of `section` is, for an error message.
+pub(crate) fn reloc_site(object: &Object, section: &str, reloc: &Reloc) -> Box<RelocSite> {
+    Box::new(RelocSite {
+        object: object.name.clone(),
+        section: section.to_string(),
+        offset: reloc.offset,
+        symbol: object.symbol_display_name(reloc.symbol),
+        reloc: object.arch.reloc_name(reloc.r_type),
+    })
+}
+
+/// The error for a field that does not lie inside its section of `size` bytes.
+pub(crate) fn field_outside(kind: &RelocKind, size: u64, site: Box<RelocSite>) -> LinkError {
+    LinkError::BadRelocation {
+        site,
+        detail: format!(
+            "the {}-byte field lies outside the section ({size:#x} bytes)",
+            kind.field.width()
+        ),
+    }
+}
+
+/// The field `reloc` fills must lie inside its section of `size` bytes.
+pub(crate) fn check_field(
+    kind: &RelocKind,
+    reloc: &Reloc,
+    size: u64,
+    site: impl FnOnce() -> Box<RelocSite>,
+) -> Result<(), LinkError> {
+    let end = reloc.offset.checked_add(kind.field.width() as u64);
+    if end.is_none_or(|e| e > size) {
+        return Err(field_outside(kind, size, site()));
+    }
+    Ok(())
+}
+
+/// The range and alignment check every value passes before it is encoded: an error naming the
+/// site (and `hint`'s advice) rather than a silent wrap.
+pub(crate) fn check_value(
+    kind: &RelocKind,
+    value: i128,
+    place: u64,
+    site: impl FnOnce() -> Box<RelocSite>,
+    hint: impl FnOnce() -> Option<String>,
+) -> Result<(), LinkError> {
+    if !kind.range.fits(value, place) {
+        let (min, max) = kind.range.bounds_at(place);
+        return Err(LinkError::OutOfRange {
+            site: site(),
+            value,
+            min,
+            max,
+            hint: hint(),
+        });
+    }
+    if kind.align > 1 && value % kind.align as i128 != 0 {
+        return Err(LinkError::Misaligned {
+            site: site(),
+            value,
+            align: kind.align,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn write_data<A: Arch>(place: &mut [u8], field: Field, value: u64) {
     let width = field.width();
     if A::BIG_ENDIAN {
         place[..width].copy_from_slice(&value.to_be_bytes()[8 - width..]);

@@ -128,7 +128,7 @@ fn run(kernel: &Arc<Kernel>, dir: &Path, devices: &[Device]) -> Result<usize> {
 
 /// Registers every `*.o` in `dir` whose metadata says `type=driver`, in file name order, and
 /// returns their module names. Registering reads the metadata without loading anything; the
-/// other modules are unregistered again.
+/// other modules are unregistered again, and those the kernel refuses are skipped.
 fn register_drivers(kernel: &Arc<Kernel>, dir: &Path) -> Result<Vec<String>> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut objects: Vec<PathBuf> = entries
@@ -138,9 +138,15 @@ fn register_drivers(kernel: &Arc<Kernel>, dir: &Path) -> Result<Vec<String>> {
     objects.sort();
     let mut drivers = Vec::new();
     for path in objects {
-        let id = kernel
-            .register(&path)
-            .map_err(|e| format!("register {}: {e}", path.display()))?;
+        // A module the kernel refuses (bad metadata, a symbol it may not define) is no
+        // reason to refuse the others.
+        let id = match kernel.register(&path) {
+            Ok(id) => id,
+            Err(e) => {
+                eprintln!("skipped {}: {e}", path.display());
+                continue;
+            }
+        };
         let info = kernel.module_info(id).ok_or("registered module vanished")?;
         if info.module_type == "driver" {
             drivers.push(info.name);

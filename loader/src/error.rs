@@ -77,6 +77,10 @@ pub enum LoadError {
     #[error("dependency cycle: {0}")]
     DependencyCycle(String),
 
+    /// A module's line table is there but cannot be read; the module itself is unaffected.
+    #[error("module {module}: no source lines: {detail}")]
+    DebugInfo { module: String, detail: String },
+
     #[error("module {module} needs interface {interface} version {wanted}; the kernel {}", match exported { Some(v) => format!("exports version {v}"), None => "does not export it".to_string() })]
     Interface {
         module: String,

@@ -10,6 +10,6 @@ pub mod metadata;
 pub use error::{errno_name, LoadError, MachineError, Stop};
 pub use kernel::{
     Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner,
-    SectionInfo, DEF_UNLOAD_DELAY,
+    SectionInfo, SourceLine, DEF_UNLOAD_DELAY,
 };
 pub use machine::{Debugger, Machine, Placement, Protection};

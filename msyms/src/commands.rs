@@ -9,6 +9,7 @@ use dlkm_loader::{Arg, Debugger, LoadError, MachineError, Stop};
 
 use crate::disasm;
 use crate::error::CommandError;
+use crate::lines;
 use crate::parse::{parse_address, Token};
 use crate::print;
 use crate::session::Session;
@@ -129,7 +130,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "everything about one module, loaded or registered",
         description: "Prints a module's path, base and size, dependencies and users, load \
                       time, the stubs and GOT relaxations the linker made, the variables it got \
-                      copies of, its sections and its entry points with their addresses. For a \
+                      copies of, its sections and its entry points with their addresses (and \
+                      source lines, for a module built with -g). For a \
                       registered module also its stubs in the kernel table and, if its last \
                       load failed, why; for a module that calls registered ones through their \
                       stubs, which. A registered module that is not loaded has no image: \
@@ -170,6 +172,24 @@ pub static COMMANDS: &[CommandSpec] = &[
         run: ksym,
     },
     CommandSpec {
+        name: "addr",
+        aliases: &[],
+        usage: "addr ADDR-or-SYMBOL[+OFF]",
+        summary: "which module, symbol and source line an address is in",
+        description: "Names the place of an address (a number, a symbol, SYMBOL+OFF or \
+                      $REGISTER of a paused call): module:symbol+offset in a loaded module \
+                      (module:*stubs*+offset in the linker's areas), kernel:symbol+offset in \
+                      the kernel's exports and the host's symbols, and `at FILE:LINE` when \
+                      the module was built with debug information (-g): its DWARF, \
+                      relocated to where the module was loaded. An address outside all of \
+                      them is said to be; an unknown symbol is an error.",
+        example: "addr fp_table_sum+0x10",
+        completes: Completes::Symbols,
+        min_args: 1,
+        max_args: Some(1),
+        run: addr,
+    },
+    CommandSpec {
         name: "call",
         aliases: &[],
         usage: "call SYMBOL [ARG]...",
@@ -206,7 +226,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         description: "Disassembles N instructions (default 16) from the address, each with its \
                       module:symbol+offset, bytes, and branch, call and PC-relative targets \
                       named (module symbols, the linker's *stubs* and *got* areas, kernel \
-                      functions).",
+                      functions). In a module built with debug information (-g), a \
+                      `; FILE:LINE` line comes before the first instruction of each source \
+                      line.",
         example: "dis crc32 8",
         completes: Completes::Symbols,
         min_args: 1,
@@ -622,7 +644,9 @@ fn modules(session: &mut Session, _: &Args<'_>, out: &mut dyn Write) -> Result<(
 
 fn stat(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
     let info = session.any_module(args.text(0)?)?;
-    print::write_stat(out, &info, SystemTime::now())?;
+    let kernel = session.kernel();
+    let line_of = |address: u64| lines::line_of(kernel, address);
+    print::write_stat_with_lines(out, &info, SystemTime::now(), &line_of)?;
     Ok(())
 }
 
@@ -646,6 +670,20 @@ fn ksym(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(
             local_to: session.module_defining(name),
         })?;
     print::write_kernel_symbol(out, &symbol)?;
+    Ok(())
+}
+
+fn addr(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let text = args.text(0)?;
+    let address = address_of(session, text)?;
+    // SYMBOL[+OFF]: the name, for a kernel symbol the machine cannot name by address.
+    let symbol = (parse_address(text).is_err() && !text.starts_with('$'))
+        .then(|| text.split_once('+').map_or(text, |(name, _)| name));
+    writeln!(
+        out,
+        "{}",
+        lines::describe(session.kernel(), address, symbol)
+    )?;
     Ok(())
 }
 
@@ -775,7 +813,11 @@ fn disassemble(
     let name_of = |target: u64| kernel.describe_address(target);
     let lines = disasm::disassemble(machine.arch(), &code, address, count as usize, &name_of)
         .map_err(|e| CommandError::Syntax(e.to_string()))?;
+    let mut source = lines::Annotator::new(kernel);
     for line in &lines {
+        if let Some(source_line) = source.before(line.address) {
+            writeln!(out, "{source_line}")?;
+        }
         let label = kernel.describe_address(line.address);
         writeln!(
             out,
@@ -989,6 +1031,16 @@ mod tests {
             assert!(c.example.starts_with(c.name), "{}", c.name);
             assert!(!c.summary.is_empty() && !c.description.is_empty());
         }
+    }
+
+    /// Commands that take an address complete symbol names, `addr` among them.
+    #[test]
+    fn address_commands_complete_symbols() {
+        for name in ["addr", "dis", "x", "break", "call", "ksym"] {
+            let spec = find(name).expect(name);
+            assert_eq!(spec.completes, Completes::Symbols, "{name}");
+        }
+        assert!(suggest("adr").contains(&"addr".to_string()));
     }
 
     #[test]

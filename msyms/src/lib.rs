@@ -10,6 +10,7 @@ pub mod arch;
 pub mod commands;
 pub mod disasm;
 mod error;
+pub mod lines;
 pub mod link;
 pub mod parse;
 pub mod print;

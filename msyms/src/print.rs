@@ -51,6 +51,17 @@ pub fn write_symbols(out: &mut dyn Write, symbols: &[LinkedSymbol]) -> io::Resul
 /// Everything about one module, loaded or registered; `now` is passed in so the age of the
 /// load is testable.
 pub fn write_stat(out: &mut dyn Write, module: &ModuleInfo, now: SystemTime) -> io::Result<()> {
+    write_stat_with_lines(out, module, now, &|_| None)
+}
+
+/// [`write_stat`], each entry point followed by ` at FILE:LINE` where `line_of` knows its
+/// source line.
+pub fn write_stat_with_lines(
+    out: &mut dyn Write,
+    module: &ModuleInfo,
+    now: SystemTime,
+    line_of: &dyn Fn(u64) -> Option<String>,
+) -> io::Result<()> {
     // A registered module that is not loaded has no image, and its time is its registration's.
     let loaded = !matches!(module.state, ModuleState::Registered | ModuleState::Failed);
     let path = module
@@ -119,7 +130,10 @@ pub fn write_stat(out: &mut dyn Write, module: &ModuleInfo, now: SystemTime) -> 
         writeln!(out, "  -")?;
     }
     for (name, address) in &module.entry_points {
-        writeln!(out, "  {address:#018x} {name}")?;
+        match line_of(*address) {
+            Some(line) => writeln!(out, "  {address:#018x} {name} at {line}")?,
+            None => writeln!(out, "  {address:#018x} {name}")?,
+        }
     }
     Ok(())
 }

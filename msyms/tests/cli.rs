@@ -111,6 +111,7 @@ fn help_lists_and_explains_commands() {
         "stat",
         "msyms",
         "ksym",
+        "addr",
         "call",
         "modpath",
         "help",
@@ -1079,4 +1080,175 @@ fn modpath_only_and_shadowing_are_the_embedders_to_allow() {
         &format!("load {}; load lc_veto", quote(base)),
     ]);
     inside.expect(0);
+}
+
+/// The workspace's root, which the corpus's DWARF file names are relative to.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `LINE` of an `addr` answer ending in ` at FILE:LINE`, checking the file is the corpus
+/// source it should be.
+fn source_line_of(answer: &str, file: &str) -> u32 {
+    let (_, position) = answer
+        .rsplit_once(" at ")
+        .unwrap_or_else(|| panic!("no source line in `{answer}`"));
+    let (named, line) = position.rsplit_once(':').expect("FILE:LINE");
+    assert_eq!(named, file, "{answer}");
+    assert!(workspace_root().join(named).is_file(), "{answer}");
+    line.parse().expect("a line number")
+}
+
+/// `addr`: module:symbol+offset and the source line for a module built with -g, the same
+/// without a line for one built without, kernel symbols by name, and a plain message
+/// outside everything.
+#[test]
+fn addr_names_module_symbol_and_source_line() {
+    let dir = corpus("gcc-pie");
+    let script = format!(
+        "load {}; load {}; addr fp_table_sum; addr fp_swap+0x4; addr crc32; addr strlen+1; \
+         addr 0x10",
+        quote(path_str(&dir.join("funcptr.o"))),
+        quote(path_str(&dir.join("zlib.o"))),
+    );
+    let run = msyms(&["-c", &script]);
+    run.expect(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{}", run.stdout);
+    let answer = |i: usize, place: &str| {
+        let (address, rest) = lines[i].split_once(' ').expect("ADDRESS PLACE");
+        assert!(address.starts_with("0x"), "{}", lines[i]);
+        assert!(rest.starts_with(place), "{}", lines[i]);
+        lines[i]
+    };
+    let file = "corpus/src/features/funcptr.c";
+    // funcptr.c: fp_table_sum's body opens on line 33 (gcc's first row of the function), and
+    // fp_swap is lines 53-62 (tests/tests/source_lines.rs checks every address against
+    // llvm-symbolizer or addr2line).
+    let line = source_line_of(answer(2, "funcptr:fp_table_sum+0x0 at "), file);
+    assert_eq!(line, 33, "{}", lines[2]);
+    let line = source_line_of(answer(3, "funcptr:fp_swap+0x4 at "), file);
+    assert!((53..=62).contains(&line), "{}", lines[3]);
+    // zlib is built without -g: no line, and no complaint.
+    assert!(
+        answer(4, "zlib:crc32+0x0").split(' ').count() == 2,
+        "{}",
+        lines[4]
+    );
+    assert!(lines[5].ends_with(" kernel:strlen+0x1"), "{}", lines[5]);
+    assert_eq!(lines[6], "0x10: not in any module or kernel symbol");
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+}
+
+#[test]
+fn addr_errors() {
+    let run = msyms(&["-c", "addr no_such_symbol"]);
+    run.expect(1);
+    assert_eq!(
+        run.error_lines(),
+        ["error: `no_such_symbol`: no symbol `no_such_symbol` in the kernel or any module"]
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let run = msyms(&["-c", "addr strlen+0xzz"]);
+    run.expect(1);
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+    for (script, problem) in [
+        ("addr", "missing argument"),
+        ("addr 1 2", "too many arguments (2)"),
+    ] {
+        let run = msyms(&["-c", script]);
+        run.expect(1);
+        assert_eq!(
+            run.error_lines(),
+            [format!(
+                "error: {problem}; usage: addr ADDR-or-SYMBOL[+OFF]"
+            )],
+            "{script}"
+        );
+    }
+    let run = msyms(&["-c", "help addr"]);
+    run.expect(0);
+    assert!(run.stdout.starts_with("usage: addr ADDR-or-SYMBOL[+OFF]\n"));
+    assert!(run.stdout.contains("\nexample: addr "), "{}", run.stdout);
+}
+
+/// `dis` puts `; FILE:LINE` before the first instruction of each source line of a module
+/// built with -g; `stat` gives its entry points' lines.
+#[test]
+fn dis_and_stat_show_source_lines() {
+    let dir = corpus("gcc-pie");
+    let script = format!(
+        "load {}; dis fp_swap 8; load {}; stat lc_lib",
+        quote(path_str(&dir.join("funcptr.o"))),
+        quote(path_str(&dir.join("lifecycle/lc_lib.o"))),
+    );
+    let run = msyms(&["-c", &script]);
+    run.expect(0);
+    let listing: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("loaded "))
+        .collect();
+    let instructions = listing.iter().filter(|l| l.starts_with("0x")).count();
+    let sources: Vec<&&str> = listing.iter().filter(|l| l.starts_with("; ")).collect();
+    assert_eq!(instructions, 8, "{}", run.stdout);
+    assert!(
+        listing[0].starts_with("; corpus/src/features/funcptr.c:"),
+        "{}",
+        run.stdout
+    );
+    assert!(sources.len() >= 2, "{}", run.stdout);
+    // Never two annotations in a row, never the same line twice in a row.
+    for pair in listing.windows(2) {
+        assert!(
+            !(pair[0].starts_with("; ") && pair[1].starts_with("; ")),
+            "{}",
+            run.stdout
+        );
+    }
+    for pair in sources.windows(2) {
+        assert_ne!(pair[0], pair[1], "{}", run.stdout);
+    }
+    let entry = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("0x") && l.contains(" _load"))
+        .unwrap_or_else(|| panic!("no _load entry point: {}", run.stdout));
+    source_line_of(entry, "corpus/src/lifecycle/lc_lib.c");
+
+    // Without debug information, a listing is instructions only.
+    let run = msyms(&[
+        "-c",
+        &format!("load {}; dis crc32 4", quote(path_str(&dir.join("zlib.o")))),
+    ]);
+    run.expect(0);
+    assert!(!run.stdout.contains("\n; "), "{}", run.stdout);
+}
+
+/// Source lines of emulated modules: the DWARF relocated to the emulated machine's addresses.
+#[test]
+fn addr_on_emulated_machines() {
+    for (arch, variant) in [("aarch64", "clang"), ("mips", "gcc"), ("mipsel", "clang")] {
+        let object = corpus_of(arch, variant).join("funcptr.o");
+        let script = format!(
+            "load {}; addr fp_swap; addr memcpy",
+            quote(path_str(&object))
+        );
+        let run = msyms(&["--arch", arch, "-c", &script]);
+        run.expect(0);
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{arch}: {}", run.stdout);
+        assert!(
+            lines[1].contains(" funcptr:fp_swap+0x0 at "),
+            "{arch}: {}",
+            lines[1]
+        );
+        source_line_of(lines[1], "corpus/src/features/funcptr.c");
+        assert!(
+            lines[2].ends_with(" kernel:memcpy+0x0"),
+            "{arch}: {}",
+            lines[2]
+        );
+    }
 }

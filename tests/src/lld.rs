@@ -86,6 +86,8 @@ pub struct Output {
     pub got: Option<(u64, Vec<u8>)>,
     /// The value it gave `_gp` (MIPS), if any.
     pub gp: Option<u64>,
+    /// The debug sections (`.debug_*`), relocated, by name.
+    pub debug: BTreeMap<String, Vec<u8>>,
 }
 
 /// Links the object `bytes` (named `file_name` in `script`) with ld.lld.
@@ -147,6 +149,7 @@ pub fn link(
             .symbols()
             .find(|s| s.name() == Ok("_gp"))
             .map(|s| s.address()),
+        debug: BTreeMap::new(),
     };
     for section in file.sections() {
         let Ok(name) = section.name() else { continue };
@@ -154,6 +157,8 @@ pub fn link(
         let contents = (section.address(), data.into_owned());
         if name == ".got" {
             output.got = Some(contents);
+        } else if name.starts_with(".debug_") {
+            output.debug.insert(name.to_string(), contents.1);
         } else if let Some(index) = name.strip_prefix(".dlkm.").and_then(|n| n.parse().ok()) {
             output.sections.insert(index, contents);
         }

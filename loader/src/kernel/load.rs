@@ -357,7 +357,8 @@ impl Kernel {
             }
         };
         let init_array = output.init_array.clone();
-        let module = self.new_module(
+        let lines = lines::ModuleLines::keep(name, object, bytes, &layout, &output);
+        let mut module = self.new_module(
             id,
             metadata,
             path,
@@ -367,6 +368,7 @@ impl Kernel {
             imports,
             options.copies.iter().map(|c| c.name.clone()).collect(),
         );
+        module.lines = lines;
         let load_name = metadata.entry_point("load");
         let load_entry = find_symbol(&module.symbols, &load_name);
         self.add_module(&mut state, module);
@@ -630,6 +632,7 @@ impl Kernel {
             stub_deps: imports.stubs,
             loader: Some(std::thread::current().id()),
             stub_calls_seen: 0,
+            lines: None,
         }
     }
 

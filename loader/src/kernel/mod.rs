@@ -17,9 +17,12 @@ use crate::machine::{Debugger, Machine, Placement, Protection, Resolved, StubRes
 use crate::metadata::Metadata;
 use sha2::{Digest, Sha256};
 
+mod lines;
 mod load;
 mod registry;
 mod usage;
+
+pub use lines::SourceLine;
 
 use registry::registration_info;
 
@@ -207,6 +210,8 @@ struct Module {
     loader: Option<ThreadId>,
     /// Calls through its stubs when the auto-unloader last looked.
     stub_calls_seen: u64,
+    /// What its source lines are built from, when it has a line table.
+    lines: Option<Arc<lines::ModuleLines>>,
 }
 
 /// A module made known with [`Kernel::register`].
