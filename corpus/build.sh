@@ -65,6 +65,15 @@ for arch in "${ARCHES[@]}"; do
             die "${RUNNER[$arch]} not found; the $arch answers need qemu-user (apt-get install qemu-user)"
     fi
 done
+# C++ modules (src/cxx) are built for x86_64 only: Debian 12 has no aarch64 or
+# MIPS g++ installed by default, and the native machine's C++ support
+# (libstdc++ from the host, frames registered with the unwinder) is tested on
+# x86_64.
+CXX_ARCHES="x86_64"
+if [[ " ${ARCHES[*]} " == *" x86_64 "* ]]; then
+    need_version g++ '^g\+\+ \(Debian 12\.2\.0-[^)]*\) 12\.2\.0$' "g++ 12.2.0 of Debian 12 (apt-get install g++)"
+    need_version clang++ '^Debian clang version 14\.0\.6' 'clang 14.0.6 (Debian)'
+fi
 for tool in cargo readelf sha256sum; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
@@ -84,6 +93,9 @@ declare -A CC=([x86_64/gcc-pie]=gcc [x86_64/gcc-nopic]=gcc [x86_64/clang]=clang
     [mips/clang]="clang --target=mips-linux-gnu"
     [mipsel/gcc]=mipsel-linux-gnu-gcc [mipsel/gcc-longcalls]=mipsel-linux-gnu-gcc
     [mipsel/clang]="clang --target=mipsel-linux-gnu")
+# The C++ compiler of each variant that builds src/cxx (with the variant's
+# flags).
+declare -A CXX=([x86_64/gcc-pie]=g++ [x86_64/gcc-nopic]=g++ [x86_64/clang]=clang++)
 declare -A VFLAGS=([x86_64/gcc-pie]="-O2" [x86_64/gcc-nopic]="-O2 -fno-pic" [x86_64/clang]="-O2"
     [aarch64/gcc-nopic]="-O2 -fno-pic" [aarch64/gcc-pie]="-O2" [aarch64/clang]="-O2"
     [mips/gcc]="$MIPS_FLAGS" [mips/gcc-longcalls]="$MIPS_FLAGS -mlong-calls" [mips/clang]="$MIPS_FLAGS"
@@ -103,7 +115,7 @@ declare -A LARGEFLAGS=([x86_64/gcc-pie]="-mcmodel=large -fPIC" [x86_64/gcc-nopic
 # libgcc_s.so, not from the abicalls libgcc.a.
 declare -A LINKFLAGS=([x86_64/gcc-pie]="" [x86_64/gcc-nopic]="-no-pie" [x86_64/clang]=""
     [aarch64]="-static" [mips]="-no-pie" [mipsel]="-no-pie")
-declare -A LINKLIBS=([x86_64]="-lm" [aarch64]="-lm" [mips]="-lm -lgcc_s" [mipsel]="-lm -lgcc_s")
+declare -A LINKLIBS=([x86_64]="-lm -lstdc++" [aarch64]="-lm" [mips]="-lm -lgcc_s" [mipsel]="-lm -lgcc_s")
 declare -A SYSROOT=([x86_64]="" [aarch64]="" [mips]=/usr/mips-linux-gnu [mipsel]=/usr/mipsel-linux-gnu)
 # Our own sources (features, drivers, kernel, errors) get debug info; the three
 # real programs do not (keeps the objects small).
@@ -159,7 +171,7 @@ mapfile -t LUA_FILES < <(cd "$LUA_SRC" && ls l*.c | grep -vx -e lua.c -e luac.c 
 
 # The feature files of each architecture: the x86_64 assembler files and the
 # large code model (which MIPS lacks) stay where they apply.
-COMMON_FEATURES="funcptr switch data align common ctor ctor_prio libc weak provider consumer"
+COMMON_FEATURES="funcptr switch data align common ctor ctor_prio libc weak provider consumer unwind"
 declare -A FEATURES=([x86_64]="$COMMON_FEATURES large sizes got" [aarch64]="$COMMON_FEATURES large"
     [mips]="$COMMON_FEATURES" [mipsel]="$COMMON_FEATURES")
 ERRORS=(tls undefined dup_a dup_b)
@@ -198,6 +210,12 @@ build_variant() {
         fi
         $cc $flags $OWNFLAGS $extra $PREFIXMAP -c "$src" -o "$out/$f.o"
     done
+    # C++ modules, where the variant has a C++ compiler: the same flags.
+    if [[ -n ${CXX[$key]-} ]]; then
+        for src in src/cxx/*.cpp; do
+            ${CXX[$key]} $flags $OWNFLAGS $PREFIXMAP -c "$src" -o "$out/$(basename "$src" .cpp).o"
+        done
+    fi
     # The kernel-API module (needs the embedding program's exports; no answers).
     $cc $flags $OWNFLAGS $PREFIXMAP -c src/kernel/kernel_api.c -o "$out/kernel_api.o"
     # Life-cycle modules: dependencies, entry-point prefixes, failing and vetoing entry
@@ -263,11 +281,12 @@ c_args() {
     echo "$out"
 }
 
-# lacks_feature ARCH MODULE: whether MODULE is a feature object that ARCH does
-# not build (its checks are left out of ARCH's answers).
+# lacks_feature ARCH MODULE: whether MODULE is a feature or C++ object that ARCH
+# does not build (its checks are left out of ARCH's answers).
 lacks_feature() {
     local f=${2%.o}
-    [[ " ${FEATURES[x86_64]} " == *" $f "* && " ${FEATURES[$1]} " != *" $f "* ]]
+    [[ " ${FEATURES[x86_64]} " == *" $f "* && " ${FEATURES[$1]} " != *" $f "* ]] ||
+        [[ -f src/cxx/$f.cpp && " $CXX_ARCHES " != *" $1 "* ]]
 }
 
 # compute_answers ARCH/VARIANT: one native program per module set (same

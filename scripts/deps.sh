@@ -4,7 +4,8 @@
 # and its bindings are generated with bindgen), and lld (the second linker of the golden
 # tests, with DLKM_NEED_LLD=1), and with DLKM_NEED_AARCH64=1 the aarch64 cross compiler and
 # qemu-user, which run the native machine's tests on aarch64, and with DLKM_NEED_BINUTILS=1
-# the aarch64 and MIPS binutils, whose addr2line is the source-line tests' second opinion.
+# the aarch64 and MIPS binutils, whose addr2line is the source-line tests' second opinion, and
+# with DLKM_NEED_GDB=1 gdb, which msyms/tests/gdb.rs runs msyms under.
 # Run by scripts/test.sh and scripts/msyms.sh; safe to run again.
 set -euo pipefail
 
@@ -22,6 +23,9 @@ if [[ ${DLKM_NEED_BINUTILS:-0} == 1 ]]; then
     for arch in aarch64 mips mipsel; do
         command -v "$arch-linux-gnu-addr2line" >/dev/null 2>&1 || missing+=("binutils-$arch-linux-gnu")
     done
+fi
+if [[ ${DLKM_NEED_GDB:-0} == 1 ]]; then
+    command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "== installing ${missing[*]}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The native machine on aarch64: the linker's and loader's tests and the native corpus tests
 # (every aarch64 corpus object loaded into the process, W^X, kernel exports, the life cycle
-# and its auto-loading stubs), cross-built for
+# and its auto-loading stubs, backtraces through module frames), cross-built for
 # aarch64-unknown-linux-gnu and run under qemu-aarch64. Without the emulated machine: Unicorn
 # is not cross-built. Installs the cross toolchain, qemu-user and the Rust target if missing.
 set -euo pipefail
@@ -16,4 +16,4 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 cargo test --locked --target "$target" -p dlkm-linker -p dlkm-loader -p dlkm-tests \
     --no-default-features --lib --test corpus_native --test native_kernel --test wx \
-    --test stubs --test lifecycle --test lifecycle_stress
+    --test stubs --test lifecycle --test lifecycle_stress --test unwind

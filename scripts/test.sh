@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite: formatting, lints, every test of the workspace, and a short fuzzing run.
 # Installs what the tests need on a fresh machine of this kind (scripts/deps.sh: lld, cmake,
-# libclang, the cross binutils; scripts/fuzz.sh: the nightly toolchain and cargo-fuzz). The
+# libclang, the cross binutils, gdb; scripts/fuzz.sh: the nightly toolchain and cargo-fuzz). The
 # corpus objects are committed, so no C compiler is needed to build them for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +15,9 @@ need_component fmt rustfmt
 need_component clippy clippy
 
 # lld for the golden tests; cmake and libclang to build Unicorn for the emulated machine;
-# the cross binutils' addr2line for the source-line tests.
-DLKM_NEED_LLD=1 DLKM_NEED_BINUTILS=1 scripts/deps.sh
+# the cross binutils' addr2line for the source-line tests; gdb, which sees native modules
+# through its JIT interface (msyms/tests/gdb.rs).
+DLKM_NEED_LLD=1 DLKM_NEED_BINUTILS=1 DLKM_NEED_GDB=1 scripts/deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

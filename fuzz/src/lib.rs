@@ -3,11 +3,22 @@
 //! options, link each layout at a low and a far base with three resolvers, and check what must
 //! hold whatever the input. Errors are fine; a panic (an assertion here, an overflow or an
 //! index out of bounds in the linker) is a bug.
+//!
+//! The other targets' drivers are modules of their own: [`mutator`] (the link targets'
+//! structure-aware mutator), and, with the emulated machine, [`emulated`] (`load_emulated`)
+//! and [`commands`] (`msyms_commands`). They refer to each other through `super::`, never
+//! `crate::`, since the regression tests include this file as a module.
 
 use dlkm_linker::{
     layout, link, ArchKind, CopyRequest, ExternalKind, ExternalSymbol, Layout, LayoutOptions,
     LinkError, LinkOutput, Object, SectionKind,
 };
+
+#[cfg(feature = "emulated")]
+pub mod commands;
+#[cfg(feature = "emulated")]
+pub mod emulated;
+pub mod mutator;
 
 /// The largest image the fuzz targets lay out (SQLite's is about 1 MiB).
 const FUZZ_MAX_IMAGE_SIZE: u64 = 64 << 20;

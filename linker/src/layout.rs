@@ -71,6 +71,19 @@ pub struct Area {
     pub size: u64,
 }
 
+/// Bytes of zeros the layout reserves right after each `.eh_frame` section.
+///
+/// An unwinder is told about a module's call frame information with the address of its
+/// `.eh_frame` alone (libgcc's `__register_frame`), and walks its CIEs and FDEs until an entry
+/// whose length is zero. A linked program gets that terminator from `crtend.o`, after every
+/// object's `.eh_frame`; a relocatable object has none, so the layout reserves one after each
+/// `.eh_frame` (the image is zero-filled, so it reads as a zero length). Copying the section
+/// elsewhere with a terminator would need its PC-relative pointers relocated again, and
+/// libgcc's per-FDE table interface walks each entry to a terminator just the same. The
+/// sections after an `.eh_frame` move by these four bytes (and their alignment); since
+/// `ld.lld` is given dlkm's addresses in the golden tests, its output moves with them.
+pub const EH_FRAME_TERMINATOR: u64 = 4;
+
 /// Identifies a stub or GOT slot: the symbol and, where the architecture folds it into the
 /// target, the addend.
 pub(crate) type SlotKey = (u32, i64);
@@ -84,6 +97,10 @@ pub struct Layout {
     pub copies: Vec<(CopyRequest, u64)>,
     pub stubs: Area,
     pub got: Area,
+    /// Each non-empty `.eh_frame` section: its offset and size. Four zero bytes follow each
+    /// one in the image, the terminator an unwinder's frame registration walks to
+    /// ([`EH_FRAME_TERMINATOR`]).
+    pub eh_frames: Vec<Area>,
     pub segments: Vec<Segment>,
     /// End of the last allocated byte.
     pub image_size: u64,
@@ -116,7 +133,7 @@ impl Layout {
     }
 
     /// One line per placed piece, in address order: input sections by name, then the areas the
-    /// linker adds (`*stubs*`, `*got*`, `*common*`, `*copy:NAME*`).
+    /// linker adds (`*stubs*`, `*got*`, `*eh_frame_end*`, `*common*`, `*copy:NAME*`).
     pub fn map_entries(&self, object: &Object) -> Vec<(String, u64, u64)> {
         let mut entries: Vec<(String, u64, u64)> = self
             .section_offsets
@@ -137,6 +154,13 @@ impl Layout {
         }
         if self.got.size > 0 {
             entries.push(("*got*".into(), self.got.offset, self.got.size));
+        }
+        for frame in &self.eh_frames {
+            entries.push((
+                "*eh_frame_end*".into(),
+                frame.offset + frame.size,
+                EH_FRAME_TERMINATOR,
+            ));
         }
         for (&symbol, &offset) in &self.common_offsets {
             let size = object.symbols[symbol as usize].size;
@@ -198,6 +222,7 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
     let mut align = page;
     let mut stubs = Area::default();
     let mut got = Area::default();
+    let mut eh_frames = Vec::new();
 
     let segment_plan = [
         (SegmentKind::Text, &[SectionKind::Text][..]),
@@ -227,6 +252,19 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
                         .place(section.size, section.align)
                         .map_err(|_| too_big())?;
                     section_offsets[index] = Some(at);
+                    if section.name == ".eh_frame"
+                        && section.size > 0
+                        && kind != SectionKind::ZeroFill
+                    {
+                        // Right after the section, whatever its size.
+                        cursor
+                            .place(EH_FRAME_TERMINATOR, 1)
+                            .map_err(|_| too_big())?;
+                        eh_frames.push(Area {
+                            offset: at,
+                            size: section.size,
+                        });
+                    }
                 }
             }
             if kind == SectionKind::Data {
@@ -290,6 +328,7 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
         object,
         &stubs,
         &got,
+        &eh_frames,
         &common_offsets,
         &copies,
     );
@@ -311,6 +350,7 @@ fn layout_for<A: Arch>(object: &Object, options: &LayoutOptions) -> Result<Layou
         copies,
         stubs,
         got,
+        eh_frames,
         segments,
         image_size,
         align,
@@ -328,6 +368,7 @@ fn image_end(
     object: &Object,
     stubs: &Area,
     got: &Area,
+    eh_frames: &[Area],
     commons: &BTreeMap<u32, u64>,
     copies: &[(CopyRequest, u64)],
 ) -> u64 {
@@ -339,9 +380,13 @@ fn image_end(
         .iter()
         .map(|(&s, &o)| o + object.symbols[s as usize].size);
     let copied = copies.iter().map(|(c, o)| o + c.size);
+    let terminators = eh_frames
+        .iter()
+        .map(|f| f.offset + f.size + EH_FRAME_TERMINATOR);
     sections
         .chain(common)
         .chain(copied)
+        .chain(terminators)
         .chain([stubs.offset + stubs.size, got.offset + got.size])
         .max()
         .unwrap_or(0)

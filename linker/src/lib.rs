@@ -5,12 +5,14 @@
 //! The phases, each a public step so the loader can put the machine's work in between:
 //! [`Object::parse`] → [`layout()`] (final size, stubs and GOT counted) → the caller picks a base →
 //! [`link_into`] (resolve through a [`Resolver`], relocate). On demand, [`debug_sections`] gives
-//! the object's DWARF relocated to the same addresses, for source lines.
+//! the object's DWARF relocated to the same addresses, for source lines, and [`debug_object`] an
+//! ELF object describing the placed module for debuggers.
 
 #![forbid(unsafe_code)]
 
 pub mod arch;
 mod debug;
+mod debug_object;
 mod error;
 mod input;
 mod layout;
@@ -18,11 +20,12 @@ mod link;
 
 pub use arch::{ArchKind, Expr, Field, Range, RelocKind, StubUse};
 pub use debug::{debug_sections, DebugSections, SkippedSection};
+pub use debug_object::{debug_object, DebugObject};
 pub use error::{LinkError, RelocSite};
 pub use input::{Object, Reloc, Section, SectionKind, Symbol, SymbolDef, SymbolType};
 pub use layout::{
     layout, Area, CopyRequest, Layout, LayoutOptions, Segment, SegmentKind, DEFAULT_MAX_ALIGN,
-    DEFAULT_MAX_IMAGE_SIZE,
+    DEFAULT_MAX_IMAGE_SIZE, EH_FRAME_TERMINATOR,
 };
 pub use link::{
     link, link_into, ExternalKind, ExternalSymbol, Import, LinkOutput, LinkedSymbol, Resolver,

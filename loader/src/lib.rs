@@ -12,4 +12,4 @@ pub use kernel::{
     Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner,
     SectionInfo, SourceLine, DEF_UNLOAD_DELAY,
 };
-pub use machine::{Debugger, Machine, Placement, Protection};
+pub use machine::{Debugger, Machine, Placement, Protection, PublishedModule};

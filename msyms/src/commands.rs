@@ -773,6 +773,11 @@ fn examine(
         Some(n) => parse_address(n).map_err(CommandError::Syntax)?,
         None => 64,
     };
+    if len > MAX_EXAMINE {
+        return Err(CommandError::Syntax(format!(
+            "x shows at most {MAX_EXAMINE:#x} bytes at once, not {len:#x}"
+        )));
+    }
     let bytes = session
         .kernel()
         .machine()
@@ -781,6 +786,9 @@ fn examine(
     print::write_hex_dump(out, address, &bytes)?;
     Ok(())
 }
+
+/// The most bytes one `x` shows: a dump longer than this is no use at a prompt.
+const MAX_EXAMINE: u64 = 1 << 20;
 
 /// Longest instruction of any architecture dlkm runs (x86).
 const MAX_INSTRUCTION: u64 = 15;

@@ -1252,3 +1252,14 @@ fn addr_on_emulated_machines() {
         );
     }
 }
+
+#[test]
+fn x_refuses_a_length_no_dump_needs_before_reading_anything() {
+    let run = msyms(&["--arch", "aarch64", "-c", "x 0 0xffffffffffff"]);
+    run.expect(1);
+    assert!(
+        run.error_lines()[0].contains("at most 0x100000 bytes"),
+        "{}",
+        run.stderr
+    );
+}

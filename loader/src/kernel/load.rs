@@ -340,6 +340,13 @@ impl Kernel {
                 return Err(e);
             }
         };
+        // Debuggers and the unwinder learn of it before any of its code runs.
+        self.machine.module_published(&PublishedModule {
+            name,
+            object,
+            layout: &layout,
+            output: &output,
+        });
 
         // Explicit dependencies count as much as those from symbol use.
         imports.modules.extend(
@@ -525,16 +532,17 @@ impl Kernel {
                 kind: symbol.kind,
             })
         };
-        let (mut image, output) = dlkm_linker::link(object, layout, base, &mut resolver)?;
-        for (copy, offset) in &layout.copies {
-            let Some(symbol) = self.lookup_in(state, &copy.name) else {
-                continue;
-            };
-            let bytes = self.machine.read(symbol.address, copy.size)?;
-            let at = *offset as usize;
-            image[at..at + bytes.len()].copy_from_slice(&bytes);
-        }
-        self.machine.write(base, &image)?;
+        // Linked in place: natively straight into the reservation, with no image buffer.
+        let mut linked = None;
+        self.machine
+            .fill_image(base, layout.image_size, &mut |image: &mut [u8]| {
+                linked = Some(self.link_image(state, object, layout, base, &mut resolver, image));
+            })?;
+        let output = linked.ok_or(LoadError::Machine(MachineError::BadAccess {
+            address: base,
+            len: layout.image_size,
+            access: "fill",
+        }))??;
         for segment in &layout.segments {
             let protection = match segment.kind {
                 SegmentKind::Text => Protection::ReadExecute,
@@ -545,6 +553,29 @@ impl Kernel {
                 .protect(base + segment.offset, segment.size, protection)?;
         }
         Ok((output, imports))
+    }
+
+    /// Links `object` into `image` (the reservation at `base`, zeroed) and fills in the
+    /// copies of kernel variables its layout asked for.
+    fn link_image(
+        &self,
+        state: &State,
+        object: &Object,
+        layout: &dlkm_linker::Layout,
+        base: u64,
+        resolver: &mut dyn dlkm_linker::Resolver,
+        image: &mut [u8],
+    ) -> Result<LinkOutput, LoadError> {
+        let output = dlkm_linker::link_into(object, layout, base, resolver, image)?;
+        for (copy, offset) in &layout.copies {
+            let Some(symbol) = self.lookup_in(state, &copy.name) else {
+                continue;
+            };
+            let bytes = self.machine.read(symbol.address, copy.size)?;
+            let at = *offset as usize;
+            image[at..at + bytes.len()].copy_from_slice(&bytes);
+        }
+        Ok(output)
     }
 
     pub(super) fn run_constructors(&self, init_array: &[u64]) -> Result<(), LoadError> {

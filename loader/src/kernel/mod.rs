@@ -13,7 +13,9 @@ use dlkm_linker::{
 
 use crate::error::{LoadError, MachineError, Stop};
 use crate::machine::native::NativeMachine;
-use crate::machine::{Debugger, Machine, Placement, Protection, Resolved, StubResolver};
+use crate::machine::{
+    Debugger, Machine, Placement, Protection, PublishedModule, Resolved, StubResolver,
+};
 use crate::metadata::Metadata;
 use sha2::{Digest, Sha256};
 
@@ -644,7 +646,7 @@ impl Kernel {
             .iter()
             .filter(|s| s.address <= address && !s.name.is_empty())
             .filter(|s| section.is_none_or(|sec| sec.name == s.section))
-            .filter(|s| s.size == 0 || address < s.address + s.size)
+            .filter(|s| s.size == 0 || address - s.address < s.size)
             .max_by_key(|s| (s.address, s.size));
         Some(match symbol {
             Some(s) => format!("{name}:{}+{:#x}", s.name, address - s.address),

@@ -83,9 +83,10 @@ impl Kernel {
             }
         }
         for dtor in fini {
+            // A destructor that stops leaves the module loaded, as a vetoing _unload does.
             self.machine
                 .call(dtor, &[])
-                .map_err(|e| self.locate_stop(e))?;
+                .map_err(|e| vetoed(self.locate_stop(e)))?;
         }
         let mut state = self.state();
         if let Some(module) = self.remove_module(&mut state, id) {

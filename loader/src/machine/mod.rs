@@ -7,7 +7,7 @@ pub mod native;
 
 use std::sync::Weak;
 
-use dlkm_linker::{ArchKind, ExternalSymbol};
+use dlkm_linker::{ArchKind, ExternalSymbol, Layout, LinkOutput, Object};
 
 use crate::error::MachineError;
 
@@ -65,6 +65,16 @@ pub enum Protection {
     ReadWrite,
 }
 
+/// A module whose image a machine has just published (written and protected), before its
+/// constructors run: what a machine needs to tell debuggers and unwinders about it.
+pub struct PublishedModule<'a> {
+    pub name: &'a str,
+    pub object: &'a Object<'a>,
+    pub layout: &'a Layout,
+    /// The link's result; its `base` is the reservation's.
+    pub output: &'a LinkOutput,
+}
+
 /// A machine that holds module images and runs their code.
 pub trait Machine: Send + Sync {
     fn arch(&self) -> ArchKind;
@@ -79,6 +89,21 @@ pub trait Machine: Send + Sync {
 
     /// Writes into a reservation that is not yet published.
     fn write(&self, address: u64, bytes: &[u8]) -> Result<(), MachineError>;
+
+    /// Lets `fill` write the first `len` bytes of the unpublished reservation at `base`, which
+    /// it finds zeroed: a machine whose memory is this process's hands over the reservation
+    /// itself, so that an image is written once, in place.
+    fn fill_image(
+        &self,
+        base: u64,
+        len: u64,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), MachineError> {
+        let len = usize::try_from(len).map_err(|_| MachineError::bad_access(base, len, "fill"))?;
+        let mut image = vec![0u8; len];
+        fill(&mut image);
+        self.write(base, &image)
+    }
 
     /// Sets the protection of a page-aligned range inside a reservation and, for executable
     /// ranges, makes the instruction cache see the new code.
@@ -134,6 +159,14 @@ pub trait Machine: Send + Sync {
 
     /// Who loads modules for armed stubs.
     fn set_stub_resolver(&self, _resolver: Weak<dyn StubResolver>) {}
+
+    /// Tells the machine that a module's image is published, before its constructors run, so
+    /// it can make the module known to the tools that look at its code: the native machine
+    /// registers the module's `.eh_frame` with the unwinder (C++ exceptions and backtraces
+    /// through module frames) and describes the module to gdb. Best effort: a module the
+    /// machine cannot describe still loads. What it registers is withdrawn when the
+    /// reservation is released ([`Machine::release`]).
+    fn module_published(&self, _module: &PublishedModule<'_>) {}
 }
 
 /// A machine that can stop module code: a call that reaches a breakpoint pauses, and is
@@ -156,4 +189,7 @@ pub trait Debugger {
 
     /// The paused call's code addresses, innermost first.
     fn backtrace(&self) -> Result<Vec<u64>, MachineError>;
+
+    /// How many instructions one call may run before it is stopped.
+    fn set_budget(&self, budget: u64) -> Result<(), MachineError>;
 }

@@ -275,4 +275,8 @@ impl Debugger for EmulatedMachine {
     fn backtrace(&self) -> Result<Vec<u64>, MachineError> {
         self.run(|engine| engine.backtrace())?
     }
+
+    fn set_budget(&self, budget: u64) -> Result<(), MachineError> {
+        EmulatedMachine::set_budget(self, budget)
+    }
 }

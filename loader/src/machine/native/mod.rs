@@ -9,17 +9,19 @@ use std::ffi::CString;
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
-use dlkm_linker::{ArchKind, ExternalKind, ExternalSymbol};
+use dlkm_linker::{ArchKind, ExternalSymbol};
 
-use super::{Machine, Placement, Protection, StubResolver, StubUse};
+use super::{Machine, Placement, Protection, PublishedModule, StubResolver, StubUse};
 use crate::error::MachineError;
 
+mod host;
+mod jit;
+mod published;
 mod stubs;
+mod unwind;
 
 /// Linux: map at the hint or fail, never replace an existing mapping.
 const MAP_FIXED_NOREPLACE: libc::c_int = 0x10_0000;
-/// dladdr1: return the symbol's ELF entry.
-const RTLD_DL_SYMENT: libc::c_int = 1;
 const LOW_LIMIT: u64 = 1 << 31;
 /// Lowest address tried for low placements: above what a non-PIE program and its heap use.
 const LOW_START: u64 = 0x1000_0000;
@@ -36,21 +38,35 @@ pub struct NativeMachine {
     page_size: u64,
     mappings: Mutex<BTreeMap<u64, Mapping>>,
     data: Mutex<HashMap<u64, Box<[u8]>>>,
-    /// Host symbols looked up so far: `dladdr1` scans a library's whole symbol table.
+    /// Host symbols looked up so far.
     host_symbols: Mutex<HashMap<String, Option<ExternalSymbol>>>,
+    host_objects: host::HostObjects,
     /// Reads of arbitrary addresses go through this file, which fails instead of faulting.
     self_mem: Option<std::fs::File>,
     stubs: Mutex<stubs::StubTable>,
+    /// Whether [`ON_DEMAND_HOST_LIBRARIES`] are opened when a module needs them.
+    on_demand_libraries: bool,
+    /// Modules' frames and debug objects, registered while they are published.
+    published: published::PublishedModules,
 }
 
 /// Libraries whose symbols modules commonly need but a Rust program does not link: opened
 /// when the machine starts, so that their symbols are among the host's.
 pub const DEFAULT_HOST_LIBRARIES: &[&str] = &["libm.so.6"];
 
+/// Libraries opened (where installed) the first time a module looks up a symbol whose name
+/// starts with one of their prefixes, rather than at start: libstdc++, the C++ runtime that
+/// C++ modules call (`__cxa_throw`, `__gxx_personality_v0`, and mangled `_Z…` names:
+/// `operator new`, type information), takes about 0.7 ms to open, more than the rest of a
+/// kernel's start, and C modules never need it.
+pub const ON_DEMAND_HOST_LIBRARIES: &[(&str, &[&str])] =
+    &[("libstdc++.so.6", &["_Z", "__cxa_", "__gxx_", "__cxx"])];
+
 impl NativeMachine {
     /// A machine with the default host libraries opened.
     pub fn new() -> Self {
-        let machine = Self::bare();
+        let mut machine = Self::bare();
+        machine.on_demand_libraries = true;
         for library in DEFAULT_HOST_LIBRARIES {
             // Best effort: a missing library only means fewer host symbols.
             let _ = machine.open_host_library(library);
@@ -70,7 +86,25 @@ impl NativeMachine {
         Ok(())
     }
 
-    /// A machine with only what the process already has loaded.
+    /// Opens the on-demand libraries that `name` may come from and this process has not
+    /// opened yet; whether it opened any.
+    fn open_on_demand(&self, name: &str) -> bool {
+        static OPENED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
+        let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+        let mut any = false;
+        for (library, prefixes) in ON_DEMAND_HOST_LIBRARIES {
+            if opened.contains(library) || !prefixes.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            opened.push(library);
+            // Best effort, once: a missing library only means fewer host symbols.
+            any |= self.open_host_library(library).is_ok();
+        }
+        any
+    }
+
+    /// A machine with only what the process already has loaded (and opens nothing on
+    /// demand).
     pub fn bare() -> Self {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -79,11 +113,16 @@ impl NativeMachine {
             mappings: Mutex::new(BTreeMap::new()),
             data: Mutex::new(HashMap::new()),
             host_symbols: Mutex::new(HashMap::new()),
+            host_objects: host::HostObjects::default(),
             self_mem: std::fs::File::open("/proc/self/mem").ok(),
             stubs: Mutex::new(stubs::StubTable::new()),
+            on_demand_libraries: false,
+            published: published::PublishedModules::default(),
         }
     }
 
+    /// Maps `size` bytes at `hint` exactly, populated: the image is written whole right
+    /// after, and one populating call costs less than a fault per page.
     fn map_at(&self, hint: u64, size: u64) -> Option<u64> {
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; a fresh anonymous
         // mapping aliases nothing.
@@ -92,7 +131,7 @@ impl NativeMachine {
                 hint as *mut libc::c_void,
                 size as usize,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE | MAP_FIXED_NOREPLACE,
                 -1,
                 0,
             )
@@ -115,7 +154,7 @@ impl NativeMachine {
                 std::ptr::null_mut(),
                 size as usize,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
                 -1,
                 0,
             )
@@ -235,6 +274,7 @@ impl Machine for NativeMachine {
                 len: 0,
                 access: "release",
             })?;
+        self.published.forget(base);
         self.unmap(base, mapping.size);
         Ok(())
     }
@@ -252,6 +292,23 @@ impl Machine for NativeMachine {
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len());
         }
+        Ok(())
+    }
+
+    fn fill_image(
+        &self,
+        base: u64,
+        len: u64,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), MachineError> {
+        if self.check_range(base, len, "fill")? {
+            return Err(MachineError::bad_access(base, len, "fill after publishing"));
+        }
+        // SAFETY: the range lies inside a mapping of ours that is still private, writable and
+        // zero-filled or written only by this loader; no other reference into it exists while
+        // the image is being linked (it is handed out only when published).
+        let image = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, len as usize) };
+        fill(image);
         Ok(())
     }
 
@@ -333,7 +390,10 @@ impl Machine for NativeMachine {
         if let Some(known) = cache.get(name) {
             return *known;
         }
-        let found = lookup_host_symbol(name);
+        let mut found = self.host_objects.lookup(name);
+        if found.is_none() && self.on_demand_libraries && self.open_on_demand(name) {
+            found = self.host_objects.lookup(name);
+        }
         cache.insert(name.to_string(), found);
         found
     }
@@ -368,6 +428,10 @@ impl Machine for NativeMachine {
         table.set_resolver(resolver);
     }
 
+    fn module_published(&self, module: &PublishedModule<'_>) {
+        self.published.publish(self, module);
+    }
+
     fn flush_output(&self) {
         // SAFETY: fflush(NULL) flushes every open stdio stream and has no precondition.
         unsafe {
@@ -376,55 +440,9 @@ impl Machine for NativeMachine {
     }
 }
 
-/// The process's dynamic symbol `name`, with the size and kind its ELF entry gives.
-fn lookup_host_symbol(name: &str) -> Option<ExternalSymbol> {
-    let cname = CString::new(name).ok()?;
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
-    let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) };
-    if address.is_null() {
-        return None;
-    }
-    let mut info: libc::Dl_info = libc::Dl_info {
-        dli_fname: std::ptr::null(),
-        dli_fbase: std::ptr::null_mut(),
-        dli_sname: std::ptr::null(),
-        dli_saddr: std::ptr::null_mut(),
-    };
-    let mut entry: *mut libc::c_void = std::ptr::null_mut();
-    // SAFETY: `info` and `entry` are valid out-parameters; RTLD_DL_SYMENT stores a pointer
-    // to the symbol's ELF entry in `entry`, which lives as long as the object stays loaded.
-    let found = unsafe { libc::dladdr1(address, &mut info, &mut entry, RTLD_DL_SYMENT) };
-    // For a GNU indirect function dlsym returns the chosen implementation, which has no
-    // dynamic symbol of its own, so dladdr1 names a neighbour. Data is never indirect: such a
-    // symbol is a function of unknown size.
-    let names_it = found != 0
-        && !info.dli_sname.is_null()
-        && info.dli_saddr == address
-        // SAFETY: dladdr1 succeeded, so dli_sname is a NUL-terminated name in the object.
-        && unsafe { std::ffi::CStr::from_ptr(info.dli_sname) }.to_bytes() == name.as_bytes();
-    let (size, kind) = if !names_it {
-        (0, ExternalKind::Function)
-    } else if !entry.is_null() {
-        // SAFETY: on success `entry` points to an ElfW(Sym) of the host's word size.
-        let sym = unsafe { &*(entry as *const libc::Elf64_Sym) };
-        let kind = match sym.st_info & 0xf {
-            1 => ExternalKind::Data,
-            2 | 10 => ExternalKind::Function,
-            _ => ExternalKind::Unknown,
-        };
-        (sym.st_size, kind)
-    } else {
-        (0, ExternalKind::Unknown)
-    };
-    Some(ExternalSymbol {
-        address: address as u64,
-        size,
-        kind,
-    })
-}
-
 impl Drop for NativeMachine {
     fn drop(&mut self) {
+        self.published.forget_all();
         let mappings = std::mem::take(self.mappings.get_mut().unwrap_or_else(|e| e.into_inner()));
         for (base, mapping) in mappings {
             self.unmap(base, mapping.size);

@@ -1,0 +1,292 @@
+//! The host's dynamic symbols, with the size and kind their ELF entries give.
+//!
+//! `dlsym` finds an address by hash; the size and kind (function or data) a module's link
+//! needs come from the symbol's ELF entry, which `dladdr1` finds by a linear scan of the whole
+//! symbol table of the library (a few microseconds for libc, for every import of every module:
+//! it was the largest part of loading SQLite). Here the entry is found through the library's
+//! own GNU hash table instead, read from the loaded image, as the dynamic linker does; no
+//! crate reads the tables of already-loaded objects, so this is written out. Objects without
+//! a GNU hash table, and names the table does not give for the address `dlsym` returned (GNU
+//! indirect functions), fall back to `dladdr1`.
+
+use std::ffi::{CStr, CString};
+use std::sync::Mutex;
+
+use dlkm_linker::{ExternalKind, ExternalSymbol};
+
+/// dladdr1: return the symbol's ELF entry.
+const RTLD_DL_SYMENT: libc::c_int = 1;
+const DT_STRTAB: i64 = 5;
+const DT_SYMTAB: i64 = 6;
+const DT_GNU_HASH: i64 = 0x6fff_fef5;
+const DT_VERSYM: i64 = 0x6fff_fff0;
+/// A version-symbol entry with this bit is a non-default version (`name@VERSION`).
+const VERSYM_HIDDEN: u16 = 0x8000;
+const STT_OBJECT: u8 = 1;
+const STT_FUNC: u8 = 2;
+const STT_GNU_IFUNC: u8 = 10;
+
+/// An entry of a dynamic section (`Elf64_Dyn`).
+#[repr(C)]
+struct DynamicEntry {
+    tag: i64,
+    value: u64,
+}
+
+/// One loaded object's dynamic symbol tables, as addresses in this process.
+#[derive(Debug, Clone)]
+struct LoadedObject {
+    /// Its load bias: symbol values are relative to it.
+    bias: u64,
+    /// Its loaded segments.
+    ranges: Vec<(u64, u64)>,
+    symtab: u64,
+    strtab: u64,
+    gnu_hash: u64,
+    versym: Option<u64>,
+}
+
+/// The loaded objects seen so far; looked at again when an address falls in none of them
+/// (a library opened since).
+#[derive(Default)]
+pub(super) struct HostObjects {
+    objects: Mutex<Vec<LoadedObject>>,
+}
+
+impl HostObjects {
+    /// The process's dynamic symbol `name`: address from `dlsym`, size and kind from its ELF
+    /// entry.
+    pub fn lookup(&self, name: &str) -> Option<ExternalSymbol> {
+        let cname = CString::new(name).ok()?;
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
+        let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) } as u64;
+        if address == 0 {
+            return None;
+        }
+        let (size, kind) = self
+            .describe(name, address)
+            .unwrap_or_else(|| describe_by_dladdr(name, address));
+        Some(ExternalSymbol {
+            address,
+            size,
+            kind,
+        })
+    }
+
+    fn describe(&self, name: &str, address: u64) -> Option<(u64, ExternalKind)> {
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let holds = |o: &LoadedObject| o.ranges.iter().any(|&(s, e)| (s..e).contains(&address));
+        if !objects.iter().any(holds) {
+            *objects = loaded_objects();
+        }
+        let object = objects.iter().find(|o| holds(o))?;
+        // SAFETY: the tables belong to an object that is loaded (dlsym just found an address
+        // in it) and stays loaded: nothing this process loads is closed again.
+        let (value, size, info) = unsafe { object.find(name.as_bytes())? };
+        let kind = match info & 0xf {
+            STT_OBJECT => ExternalKind::Data,
+            STT_FUNC => ExternalKind::Function,
+            // dlsym called the resolver; the table has the resolver's address and size.
+            STT_GNU_IFUNC => return Some((0, ExternalKind::Function)),
+            _ => ExternalKind::Unknown,
+        };
+        (object.bias.wrapping_add(value) == address).then_some((size, kind))
+    }
+}
+
+impl LoadedObject {
+    /// The default version of `name` in this object's GNU hash table: value, size, info.
+    ///
+    /// # Safety
+    /// The object's tables must be mapped: it must still be loaded.
+    unsafe fn find(&self, name: &[u8]) -> Option<(u64, u64, u8)> {
+        let hash = name.iter().fold(5381u32, |h, &c| {
+            h.wrapping_mul(33).wrapping_add(u32::from(c))
+        });
+        let table = self.gnu_hash as *const u32;
+        // SAFETY (here and below): the GNU hash table's layout: four words, the Bloom filter
+        // of 64-bit words, the buckets, then the chains; symbol entries at `symtab`, names in
+        // `strtab`, all inside the mapped object, as the dynamic linker reads them.
+        let (nbuckets, symoffset, bloom_size, bloom_shift) =
+            unsafe { (*table, *table.add(1), *table.add(2), *table.add(3)) };
+        if nbuckets == 0 || bloom_size == 0 {
+            return None;
+        }
+        let bloom = unsafe { table.add(4) } as *const u64;
+        let word = unsafe { *bloom.add(((hash / 64) % bloom_size) as usize) };
+        let mask = (1u64 << (hash % 64)) | (1u64 << ((hash >> bloom_shift) % 64));
+        if word & mask != mask {
+            return None;
+        }
+        let buckets = unsafe { bloom.add(bloom_size as usize) } as *const u32;
+        let chains = unsafe { buckets.add(nbuckets as usize) };
+        let mut index = unsafe { *buckets.add((hash % nbuckets) as usize) };
+        if index < symoffset {
+            return None;
+        }
+        loop {
+            let chain_hash = unsafe { *chains.add((index - symoffset) as usize) };
+            if chain_hash | 1 == hash | 1 {
+                let symbol =
+                    unsafe { &*(self.symtab as *const libc::Elf64_Sym).add(index as usize) };
+                let symbol_name = unsafe {
+                    CStr::from_ptr((self.strtab + u64::from(symbol.st_name)) as *const _)
+                };
+                let hidden = self.versym.is_some_and(|versym| {
+                    let version = unsafe { *(versym as *const u16).add(index as usize) };
+                    version & VERSYM_HIDDEN != 0
+                });
+                if symbol_name.to_bytes() == name && !hidden && symbol.st_shndx != 0 {
+                    return Some((symbol.st_value, symbol.st_size, symbol.st_info));
+                }
+            }
+            if chain_hash & 1 != 0 {
+                return None;
+            }
+            index += 1;
+        }
+    }
+}
+
+/// Every object loaded now that has a GNU hash table.
+fn loaded_objects() -> Vec<LoadedObject> {
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info record and our own `data`.
+        let (info, objects) = unsafe { (&*info, &mut *(data as *mut Vec<LoadedObject>)) };
+        if let Some(object) = read_object(info) {
+            objects.push(object);
+        }
+        0
+    }
+    let mut objects: Vec<LoadedObject> = Vec::new();
+    // SAFETY: `visit` only reads the records it is given and pushes to the vector behind
+    // `data`, which outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(visit),
+            &mut objects as *mut Vec<LoadedObject> as *mut _,
+        );
+    }
+    objects
+}
+
+fn read_object(info: &libc::dl_phdr_info) -> Option<LoadedObject> {
+    let bias = info.dlpi_addr;
+    // SAFETY: the program headers of a loaded object, as dl_iterate_phdr describes them.
+    let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    let ranges = headers
+        .iter()
+        .filter(|h| h.p_type == libc::PT_LOAD)
+        .map(|h| (bias + h.p_vaddr, bias + h.p_vaddr + h.p_memsz))
+        .collect();
+    let dynamic = headers.iter().find(|h| h.p_type == libc::PT_DYNAMIC)?;
+    let mut entry = (bias + dynamic.p_vaddr) as *const DynamicEntry;
+    let (mut symtab, mut strtab, mut gnu_hash, mut versym) = (0, 0, 0, None);
+    // The dynamic linker relocates these entries in place, except in read-only dynamic
+    // sections (the vDSO's), which keep link-time addresses.
+    let absolute = |pointer: u64| {
+        if pointer < bias {
+            bias + pointer
+        } else {
+            pointer
+        }
+    };
+    loop {
+        // SAFETY: the dynamic section of a loaded object, ended by DT_NULL.
+        let dyn_entry = unsafe { &*entry };
+        match dyn_entry.tag {
+            0 => break,
+            DT_SYMTAB => symtab = absolute(dyn_entry.value),
+            DT_STRTAB => strtab = absolute(dyn_entry.value),
+            DT_GNU_HASH => gnu_hash = absolute(dyn_entry.value),
+            DT_VERSYM => versym = Some(absolute(dyn_entry.value)),
+            _ => {}
+        }
+        // SAFETY: still inside the dynamic section: DT_NULL was not reached.
+        entry = unsafe { entry.add(1) };
+    }
+    (symtab != 0 && strtab != 0 && gnu_hash != 0).then_some(LoadedObject {
+        bias,
+        ranges,
+        symtab,
+        strtab,
+        gnu_hash,
+        versym,
+    })
+}
+
+/// Size and kind by `dladdr1`, for what the hash tables do not tell.
+fn describe_by_dladdr(name: &str, address: u64) -> (u64, ExternalKind) {
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    let mut entry: *mut libc::c_void = std::ptr::null_mut();
+    let at = address as *mut libc::c_void;
+    // SAFETY: `info` and `entry` are valid out-parameters; RTLD_DL_SYMENT stores a pointer
+    // to the symbol's ELF entry in `entry`, which lives as long as the object stays loaded.
+    let found = unsafe { libc::dladdr1(at, &mut info, &mut entry, RTLD_DL_SYMENT) };
+    // For a GNU indirect function dlsym returns the chosen implementation, which has no
+    // dynamic symbol of its own, so dladdr1 names a neighbour. Data is never indirect: such a
+    // symbol is a function of unknown size.
+    let names_it = found != 0
+        && !info.dli_sname.is_null()
+        && info.dli_saddr == at
+        // SAFETY: dladdr1 succeeded, so dli_sname is a NUL-terminated name in the object.
+        && unsafe { CStr::from_ptr(info.dli_sname) }.to_bytes() == name.as_bytes();
+    if !names_it {
+        return (0, ExternalKind::Function);
+    }
+    if entry.is_null() {
+        return (0, ExternalKind::Unknown);
+    }
+    // SAFETY: on success `entry` points to an ElfW(Sym) of the host's word size.
+    let symbol = unsafe { &*(entry as *const libc::Elf64_Sym) };
+    let kind = match symbol.st_info & 0xf {
+        STT_OBJECT => ExternalKind::Data,
+        STT_FUNC | STT_GNU_IFUNC => ExternalKind::Function,
+        _ => ExternalKind::Unknown,
+    };
+    (symbol.st_size, kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash tables tell what dladdr1's scan tells, for functions, data, versioned and
+    /// indirect functions, in the program and in libraries. (Where the scan names an alias
+    /// instead, `_IO_printf` for `printf`, it knows only that it is a function; so do we.)
+    #[test]
+    fn hash_lookups_agree_with_dladdr() {
+        let objects = HostObjects::default();
+        let names = [
+            "malloc",
+            "printf",
+            "stdout",
+            "stderr",
+            "environ",
+            "memcpy",
+            "strlen",
+            "qsort",
+            "pthread_create",
+            "dlsym",
+            "_Unwind_Resume",
+        ];
+        for name in names {
+            let symbol = objects.lookup(name).unwrap_or_else(|| panic!("{name}"));
+            match describe_by_dladdr(name, symbol.address) {
+                (0, ExternalKind::Function) => assert_eq!(symbol.kind, ExternalKind::Function),
+                by_scan => assert_eq!((symbol.size, symbol.kind), by_scan, "{name}"),
+            }
+        }
+        assert_eq!(objects.lookup("stdout").unwrap().kind, ExternalKind::Data);
+        assert!(objects.lookup("no_such_symbol_anywhere").is_none());
+    }
+}
