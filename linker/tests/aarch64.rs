@@ -3,11 +3,13 @@
 //! linker must write; decoders written here (independently of the linker's encoder) check that
 //! branches, pages and GOT loads land where they must.
 
+mod common;
+
 use dlkm_linker::{
     layout, link, ExternalKind, ExternalSymbol, LayoutOptions, LinkError, LinkOutput, Object,
 };
-use object::write::{self, Relocation, StandardSection, Symbol, SymbolSection};
-use object::{Architecture, BinaryFormat, Endianness, RelocationFlags, SymbolFlags};
+use object::write::{self, StandardSection, Symbol, SymbolSection};
+use object::{Architecture, BinaryFormat, Endianness, SymbolFlags};
 use object::{SymbolKind, SymbolScope};
 
 // Relocation numbers (AAELF64 §5.7).
@@ -191,17 +193,7 @@ impl Builder {
         addend: i64,
         r_type: u32,
     ) {
-        self.obj
-            .add_relocation(
-                section,
-                Relocation {
-                    offset,
-                    symbol: symbol.0,
-                    addend,
-                    flags: RelocationFlags::Elf { r_type },
-                },
-            )
-            .expect("relocation");
+        common::add_reloc(&mut self.obj, section, offset, symbol.0, addend, r_type);
     }
 
     fn bytes(&self) -> Vec<u8> {

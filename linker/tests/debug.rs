@@ -3,11 +3,13 @@
 //! checks the bytes; relocations that do not belong in debug information leave their section
 //! out with the reason. (`tests/tests/debug_sections.rs` compares the corpus with ld.lld.)
 
+mod common;
+
 use dlkm_linker::{
     debug_sections, layout, link, ExternalKind, ExternalSymbol, LayoutOptions, LinkError, Object,
 };
-use object::write::{self, Relocation, StandardSection, Symbol, SymbolSection};
-use object::{elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionFlags};
+use object::write::{self, StandardSection, Symbol, SymbolSection};
+use object::{elf, Architecture, BinaryFormat, Endianness, SectionFlags};
 use object::{SectionKind, SymbolFlags, SymbolKind, SymbolScope};
 
 const BASE: u64 = 0x4000_0000;
@@ -60,17 +62,7 @@ impl Builder {
         addend: i64,
         r_type: u32,
     ) {
-        self.obj
-            .add_relocation(
-                section,
-                Relocation {
-                    offset,
-                    symbol,
-                    addend,
-                    flags: RelocationFlags::Elf { r_type },
-                },
-            )
-            .expect("relocation");
+        common::add_reloc(&mut self.obj, section, offset, symbol, addend, r_type);
     }
 
     fn bytes(&self) -> Vec<u8> {

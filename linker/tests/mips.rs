@@ -9,12 +9,14 @@
 //! (target >> 2 & 0x3ffffff), `beq rs, rt, off` = 0x10000000 | … | (off >> 2 & 0xffff),
 //! R6 `balc off` = 0xe8000000 | (off >> 2 & 0x3ffffff).
 
+mod common;
+
 use dlkm_linker::{
     layout, link, ArchKind, ExternalKind, ExternalSymbol, Layout, LayoutOptions, LinkError,
     LinkOutput, Object, SymbolDef,
 };
-use object::write::{self, Relocation, StandardSection, Symbol, SymbolSection};
-use object::{elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SymbolFlags};
+use object::write::{self, StandardSection, Symbol, SymbolSection};
+use object::{elf, Architecture, BinaryFormat, Endianness, SymbolFlags};
 use object::{SymbolKind, SymbolScope};
 
 const R_MIPS_PC21_S2: u32 = 60;
@@ -104,17 +106,7 @@ impl Builder {
         addend: i64,
         r_type: u32,
     ) {
-        self.obj
-            .add_relocation(
-                section,
-                Relocation {
-                    offset,
-                    symbol,
-                    addend,
-                    flags: RelocationFlags::Elf { r_type },
-                },
-            )
-            .expect("relocation");
+        common::add_reloc(&mut self.obj, section, offset, symbol, addend, r_type);
     }
 
     /// A text relocation; its addend is already in the instruction.

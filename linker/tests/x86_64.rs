@@ -1,9 +1,11 @@
 //! x86_64 relocations on small objects written with `object::write`: each test states the
 //! instruction bytes and the value the psABI formula gives, and checks what the linker wrote.
 
+mod common;
+
 use dlkm_linker::{layout, link, ExternalKind, ExternalSymbol, LayoutOptions, LinkError, Object};
-use object::write::{self, Relocation, StandardSection, Symbol, SymbolSection};
-use object::{elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SymbolFlags};
+use object::write::{self, StandardSection, Symbol, SymbolSection};
+use object::{elf, Architecture, BinaryFormat, Endianness, SymbolFlags};
 use object::{SymbolKind, SymbolScope};
 
 /// Builds a relocatable x86_64 object with one text section.
@@ -48,17 +50,7 @@ impl Builder {
     }
 
     fn reloc(&mut self, offset: u64, symbol: write::SymbolId, addend: i64, r_type: u32) {
-        self.obj
-            .add_relocation(
-                self.text,
-                Relocation {
-                    offset,
-                    symbol,
-                    addend,
-                    flags: RelocationFlags::Elf { r_type },
-                },
-            )
-            .expect("relocation");
+        common::add_reloc(&mut self.obj, self.text, offset, symbol, addend, r_type);
     }
 
     fn bytes(&self) -> Vec<u8> {

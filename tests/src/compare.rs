@@ -37,6 +37,19 @@ pub fn linker_defined(name: &str) -> bool {
 
 /// Compares `path`; `Ok(None)` when the object cannot be expressed as a linker script (two
 /// loaded sections share a name). `work` is a scratch directory.
+/// An address for each undefined symbol of `object` (but those the linker defines), 16 bytes
+/// apart from [`EXTERNALS`]: what both linkers are given with `--defsym`.
+pub fn external_addresses(object: &Object) -> BTreeMap<String, u64> {
+    object
+        .symbols
+        .iter()
+        .filter(|s| s.def == SymbolDef::Undefined && !s.name.is_empty())
+        .filter(|s| !linker_defined(s.name))
+        .enumerate()
+        .map(|(i, s)| (s.name.to_string(), EXTERNALS + 16 * i as u64))
+        .collect()
+}
+
 pub fn compare_object(path: &Path, work: &Path) -> Result<Option<Agreement>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.display().to_string();
@@ -46,14 +59,7 @@ pub fn compare_object(path: &Path, work: &Path) -> Result<Option<Agreement>, Str
         ..LayoutOptions::default()
     };
     let layout = layout(&object, &options).map_err(|e| e.to_string())?;
-    let defsyms: BTreeMap<String, u64> = object
-        .symbols
-        .iter()
-        .filter(|s| s.def == SymbolDef::Undefined && !s.name.is_empty())
-        .filter(|s| !linker_defined(s.name))
-        .enumerate()
-        .map(|(i, s)| (s.name.to_string(), EXTERNALS + 16 * i as u64))
-        .collect();
+    let defsyms = external_addresses(&object);
 
     let file_name = path
         .file_name()

@@ -2,11 +2,10 @@
 //! byte for byte what ld.lld makes of them when it links the same object at the same addresses:
 //! every corpus object with a line table, every architecture.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dlkm_linker::{layout, link, ExternalKind, ExternalSymbol, LayoutOptions, Object, SymbolDef};
-use dlkm_tests::compare::{linker_defined, BASE, EXTERNALS};
+use dlkm_linker::{layout, link, ExternalKind, ExternalSymbol, LayoutOptions, Object};
+use dlkm_tests::compare::{external_addresses, BASE};
 use dlkm_tests::{corpus_dir, lld};
 
 /// Every `.o` under `corpus/ARCH/*/` and its subdirectories.
@@ -43,14 +42,7 @@ fn compare(path: &Path, work: &Path) -> Result<Option<usize>, String> {
     let Ok(layout) = layout(&object, &options) else {
         return Ok(None);
     };
-    let defsyms: BTreeMap<String, u64> = object
-        .symbols
-        .iter()
-        .filter(|s| s.def == SymbolDef::Undefined && !s.name.is_empty())
-        .filter(|s| !linker_defined(s.name))
-        .enumerate()
-        .map(|(i, s)| (s.name.to_string(), EXTERNALS + 16 * i as u64))
-        .collect();
+    let defsyms = external_addresses(&object);
     let mut resolver = |name: &str| {
         defsyms.get(name).map(|&address| ExternalSymbol {
             address,

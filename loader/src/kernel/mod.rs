@@ -253,8 +253,6 @@ struct State {
     /// The machine stub made for each symbol ever stubbed (number, address): a symbol stubbed
     /// again gets the same one, so stubs are bounded by the distinct symbols.
     stub_numbers: HashMap<String, (u32, u64)>,
-    /// Stub number → the registered module and symbol it stands for now.
-    stub_owners: HashMap<u32, (String, String)>,
 }
 
 /// Serialises loads, unloads and registrations, reentrantly: a module's `_load` may call

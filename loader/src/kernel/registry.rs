@@ -106,11 +106,6 @@ impl Kernel {
             state.next_id += 1;
             ModuleId(state.next_id - 1)
         });
-        for (symbol, number, _) in &stubs {
-            state
-                .stub_owners
-                .insert(*number, (name.clone(), symbol.clone()));
-        }
         let registration = Registration {
             id,
             path: path.to_path_buf(),
@@ -166,7 +161,6 @@ impl Kernel {
             if stub {
                 state.exports.remove(&symbol);
             }
-            state.stub_owners.remove(&number);
             self.machine.set_stub_target(number, None);
         }
         Ok(())
@@ -174,7 +168,11 @@ impl Kernel {
 
     /// The stub's module, loaded for a call through it (see [`StubResolver`]).
     pub(super) fn resolve_stub(&self, stub: u32) -> Result<Resolved, LoadError> {
-        let owner = self.state().stub_owners.get(&stub).cloned();
+        // Only an armed stub asks: a scan of the registrations is no cost worth a map.
+        let owner = self.state().registered.values().find_map(|r| {
+            let (symbol, _, _) = r.stubs.iter().find(|(_, number, _)| *number == stub)?;
+            Some((r.metadata.name.clone(), symbol.clone()))
+        });
         let (module, symbol) = owner.ok_or(LoadError::NoSuchStub(stub))?;
         let _serial = self.load_lock.lock();
         let loaded = {

@@ -41,7 +41,7 @@ impl PublishedModules {
             }
             // SAFETY: the range is inside a reservation of this machine that is published, so
             // every page of it is readable; no module code has run yet to write to it, and
-            // the slice is dropped before this function returns.
+            // the slices are dropped before this function returns.
             let bytes = unsafe {
                 std::slice::from_raw_parts(
                     begin as *const u8,
@@ -59,13 +59,18 @@ impl PublishedModules {
                 // unmaps the reservation, and published images are not written again.
                 frames.extend(unsafe { FrameRegistration::register(begin) });
             }
-            eh_frames.push(section.to_vec());
+            // The debug object copies the linked section; no copy of it is needed here.
+            eh_frames.push(section);
         }
-        let slices: Vec<&[u8]> = eh_frames.iter().map(Vec::as_slice).collect();
-        let jit =
-            dlkm_linker::debug_object(module.object, module.layout, module.output, &slices, true)
-                .ok()
-                .map(|debug| JitRegistration::register(debug.bytes.into_boxed_slice()));
+        let jit = dlkm_linker::debug_object(
+            module.object,
+            module.layout,
+            module.output,
+            &eh_frames,
+            true,
+        )
+        .ok()
+        .map(|debug| JitRegistration::register(debug.bytes.into_boxed_slice()));
         let previous = self.lock().insert(
             base,
             Registrations {
