@@ -132,6 +132,27 @@ impl Layout {
         self.got_slots.len()
     }
 
+    /// Each far-call stub's offset and what it jumps to (`symbol`, or `symbol+0x10` where the
+    /// architecture folds the addend into the stub), in address order: a debugger names a call
+    /// through a stub by its real callee.
+    pub fn stub_targets(&self, object: &Object) -> Vec<(u64, String)> {
+        let mut stubs: Vec<(u64, String)> = self
+            .stub_slots
+            .iter()
+            .map(|(&(symbol, addend), &slot)| {
+                let name = object.symbol_display_name(symbol);
+                let target = match addend {
+                    0 => name,
+                    a if a > 0 => format!("{name}+{a:#x}"),
+                    a => format!("{name}-{:#x}", a.unsigned_abs()),
+                };
+                (self.stubs.offset + slot * self.stub_size, target)
+            })
+            .collect();
+        stubs.sort_by_key(|s| s.0);
+        stubs
+    }
+
     /// One line per placed piece, in address order: input sections by name, then the areas the
     /// linker adds (`*stubs*`, `*got*`, `*eh_frame_end*`, `*common*`, `*copy:NAME*`).
     pub fn map_entries(&self, object: &Object) -> Vec<(String, u64, u64)> {

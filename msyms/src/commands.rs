@@ -821,17 +821,17 @@ fn disassemble(
     let name_of = |target: u64| kernel.describe_address(target);
     let lines = disasm::disassemble(machine.arch(), &code, address, count as usize, &name_of)
         .map_err(|e| CommandError::Syntax(e.to_string()))?;
+    let labels: Vec<String> = lines
+        .iter()
+        .map(|line| kernel.describe_address(line.address).unwrap_or_default())
+        .collect();
+    let width = disasm::label_width(labels.iter().map(String::as_str));
     let mut source = lines::Annotator::new(kernel);
-    for line in &lines {
+    for (line, label) in lines.iter().zip(&labels) {
         if let Some(source_line) = source.before(line.address) {
             writeln!(out, "{source_line}")?;
         }
-        let label = kernel.describe_address(line.address);
-        writeln!(
-            out,
-            "{}",
-            disasm::format_line(line, Some(label.as_deref().unwrap_or("")))
-        )?;
+        writeln!(out, "{}", disasm::format_line(line, Some((label, width))))?;
     }
     Ok(())
 }

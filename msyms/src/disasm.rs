@@ -63,13 +63,21 @@ pub fn disassemble(
 /// Width of the bytes column: eight bytes, so x86 lines up to that length and the 4-byte RISC
 /// encodings share one layout (a `Line` does not say which architecture it came from).
 const BYTES_COLUMN: usize = 8 * 3 - 1;
-/// Labels such as `zlib:crc32+0x1c` fit; longer ones push the line right rather than truncate.
+/// Labels such as `zlib:crc32+0x1c` fit; a listing with longer ones widens its column.
 const LABEL_COLUMN: usize = 24;
 
-/// Formats a line as msyms prints it: address, label, bytes, mnemonic and operands, in aligned
-/// columns. A `None` label drops the label column, so unlabelled listings are not indented by
-/// blanks.
-pub fn format_line(line: &Line, label: Option<&str>) -> String {
+/// The label column's width for a listing with these labels: every line of it lines up.
+pub fn label_width<'a>(labels: impl IntoIterator<Item = &'a str>) -> usize {
+    labels
+        .into_iter()
+        .map(str::len)
+        .fold(LABEL_COLUMN, usize::max)
+}
+
+/// Formats a line as msyms prints it: address, label (padded to the width given), bytes,
+/// mnemonic and operands, in aligned columns. A `None` label drops the label column, so
+/// unlabelled listings are not indented by blanks.
+pub fn format_line(line: &Line, label: Option<(&str, usize)>) -> String {
     let bytes = line
         .bytes
         .iter()
@@ -77,8 +85,8 @@ pub fn format_line(line: &Line, label: Option<&str>) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     let mut out = format!("0x{:08x}  ", line.address);
-    if let Some(label) = label {
-        out.push_str(&format!("{label:<LABEL_COLUMN$}  "));
+    if let Some((label, width)) = label {
+        out.push_str(&format!("{label:<width$}  "));
     }
     out.push_str(&format!("{bytes:<BYTES_COLUMN$}  {}", line.mnemonic));
     if !line.operands.is_empty() {
@@ -443,8 +451,9 @@ mod tests {
             mnemonic: "ret".to_owned(),
             operands: String::new(),
         };
-        let a = format_line(&call, Some("mod:f"));
-        let b = format_line(&ret, Some("mod:f+0x5"));
+        let width = label_width(["mod:f", "mod:f+0x5"]);
+        let a = format_line(&call, Some(("mod:f", width)));
+        let b = format_line(&ret, Some(("mod:f+0x5", width)));
         assert_eq!(
             a,
             "0x00001000  mod:f                     e8 fb 0f 00 00           call 0x2000 <mod:target>"
@@ -457,5 +466,12 @@ mod tests {
         assert!(!a.contains('\n'));
         let bare = format_line(&ret, None);
         assert_eq!(bare, "0x00001005  c3                       ret");
+        // A label past the default width widens the column for the whole listing.
+        let long = "module:*stubs*+0x0 -> a_long_callee";
+        let width = label_width(["mod:f", long]);
+        let a = format_line(&call, Some(("mod:f", width)));
+        let b = format_line(&ret, Some((long, width)));
+        assert_eq!(a.find("call"), b.find("ret"));
+        assert_eq!(b.find("c3"), Some(12 + long.len() + 2));
     }
 }

@@ -668,9 +668,9 @@ fn dis_names_branch_targets_and_stubs() {
     let run = msyms(&["--arch", "aarch64", "-c", &script]);
     run.expect(0);
     assert!(
-        run.stdout
-            .lines()
-            .any(|l| l.contains(" bl ") && l.contains("<zlib_driver:*stubs*+")),
+        run.stdout.lines().any(|l| l.contains(" bl ")
+            && l.contains("<zlib_driver:*stubs*+")
+            && l.ends_with(" -> strlen>")),
         "{}",
         run.stdout
     );

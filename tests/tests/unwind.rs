@@ -1,8 +1,9 @@
 //! Unwinding through native modules: each module's `.eh_frame` is registered with the
 //! unwinder once it is published, so a backtrace taken in the kernel below a module frame
 //! walks on through it into the caller, and C++ exceptions are thrown and caught inside a
-//! module, across modules, and through a kernel frame between them; unloading withdraws the
-//! registration (loads and unloads in a loop, each with exceptions, keep working).
+//! module, across modules, through a kernel frame between them, and out of a module into C++
+//! kernel code that catches them; unloading withdraws the registration (loads and unloads in a
+//! loop, each with exceptions, keep working).
 
 #![cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 
@@ -136,6 +137,81 @@ mod cxx {
             let remote: extern "C" fn(i64) -> i64 =
                 unsafe { kernel.function(catcher, "cxx_catch_remote") }.unwrap();
             assert_eq!(remote(round), round * 2, "round {round}");
+            kernel.unload(catcher).unwrap();
+            kernel.unload(thrower).unwrap();
+        }
+    }
+
+    /// The kernel's C++ code: tests/cxx/kernel_catch.cpp built with g++ into a shared library
+    /// and opened. Its symbols stay local: it defines CxxError's key function, as cxx_throw.o
+    /// does, and a kernel exporting them would refuse that module for shadowing them. Needs
+    /// g++, which builds the C++ corpus too.
+    fn kernel_cxx_library() -> *mut libc::c_void {
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cxx/kernel_catch.cpp");
+        let library = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libkernel_catch.so");
+        let built = std::process::Command::new("g++")
+            .args(["-O2", "-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .status()
+            .expect("g++ runs");
+        assert!(built.success(), "g++ failed on {}", source.display());
+        let path = std::ffi::CString::new(library.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; the library has no constructors beyond the C++
+        // runtime's.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(!handle.is_null(), "dlopen {}", library.display());
+        handle
+    }
+
+    type ModuleFn = extern "C-unwind" fn(i64) -> i64;
+    type KernelCatch = extern "C" fn(ModuleFn, i64) -> i64;
+
+    /// A kernel C++ function calls a module's function, which throws: the exception leaves the
+    /// module (running its cleanups) and is caught by the kernel, by type and by `catch (...)`;
+    /// and a module calling through the kernel's catcher has the kernel catch it first.
+    #[test]
+    fn kernel_code_catches_what_a_module_throws() {
+        let library = kernel_cxx_library();
+        let lookup = |name: &str| {
+            let name = std::ffi::CString::new(name).unwrap();
+            // SAFETY: a handle dlopen returned and a NUL-terminated name.
+            let address = unsafe { libc::dlsym(library, name.as_ptr()) };
+            assert!(!address.is_null(), "{name:?} not in the kernel library");
+            // SAFETY: both are `long f(long (*)(long), long)` in tests/cxx/kernel_catch.cpp.
+            unsafe { std::mem::transmute::<*mut libc::c_void, KernelCatch>(address) }
+        };
+        let (kernel_catch, kernel_catch_all) = (lookup("kernel_catch"), lookup("kernel_catch_all"));
+        for variant in variants("cxx_throw.o") {
+            let kernel = Kernel::native().unwrap();
+            let thrower = kernel.load_path(object(&variant, "cxx_throw.o")).unwrap();
+            let catcher = kernel.load_path(object(&variant, "cxx_catch.o")).unwrap();
+            // SAFETY: the extern "C" functions of corpus/src/cxx/*.cpp, with these
+            // signatures; cxx_throw_code throws, and is called only from C++ that catches.
+            let (throw_code, cleanups, through) = unsafe {
+                (
+                    kernel
+                        .function::<ModuleFn>(thrower, "cxx_throw_code")
+                        .unwrap(),
+                    kernel
+                        .function::<extern "C" fn() -> i64>(thrower, "cxx_cleanups")
+                        .unwrap(),
+                    kernel
+                        .function::<extern "C-unwind" fn(KernelCatch, i64) -> i64>(
+                            catcher,
+                            "cxx_catch_through",
+                        )
+                        .unwrap(),
+                )
+            };
+            let before = cleanups();
+            assert_eq!(kernel_catch(throw_code, 4), 20, "{variant}");
+            assert_eq!(kernel_catch(throw_code, 0), 0, "{variant}");
+            assert_eq!(kernel_catch_all(throw_code, 9), -1, "{variant}");
+            assert_eq!(cleanups() - before, 3, "{variant}: the thrower's cleanups");
+            // The module passes the kernel's catcher as its `via`: the kernel catches the
+            // exception before it gets back to the module.
+            assert_eq!(through(kernel_catch, 6), 30, "{variant}");
             kernel.unload(catcher).unwrap();
             kernel.unload(thrower).unwrap();
         }

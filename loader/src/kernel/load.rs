@@ -663,6 +663,11 @@ impl Kernel {
             stub_deps: imports.stubs,
             loader: Some(std::thread::current().id()),
             stub_calls_seen: 0,
+            far_stubs: layout
+                .stub_targets(object)
+                .into_iter()
+                .map(|(offset, target)| (base + offset, target))
+                .collect(),
             lines: None,
         }
     }

@@ -214,6 +214,8 @@ struct Module {
     stub_calls_seen: u64,
     /// What its source lines are built from, when it has a line table.
     lines: Option<Arc<lines::ModuleLines>>,
+    /// The linker's far-call stubs: address and the symbol each jumps to.
+    far_stubs: Vec<(u64, String)>,
 }
 
 /// A module made known with [`Kernel::register`].
@@ -633,11 +635,12 @@ impl Kernel {
             .find(|s| (s.address..s.address + s.size).contains(&address));
         let name = &module.info.name;
         if let Some(area) = section.filter(|s| s.name.starts_with('*')) {
-            return Some(format!(
-                "{name}:{}+{:#x}",
-                area.name,
-                address - area.address
-            ));
+            let place = format!("{name}:{}+{:#x}", area.name, address - area.address);
+            let stub = module.far_stubs.iter().rev().find(|(a, _)| *a <= address);
+            return Some(match stub {
+                Some((_, target)) if area.name == "*stubs*" => format!("{place} -> {target}"),
+                _ => place,
+            });
         }
         let symbol = module
             .symbols
