@@ -65,13 +65,24 @@ for arch in "${ARCHES[@]}"; do
             die "${RUNNER[$arch]} not found; the $arch answers need qemu-user (apt-get install qemu-user)"
     fi
 done
-# C++ modules (src/cxx) are built for x86_64 only: Debian 12 has no aarch64 or
-# MIPS g++ installed by default, and the native machine's C++ support
-# (libstdc++ from the host, frames registered with the unwinder) is tested on
-# x86_64.
-CXX_ARCHES="x86_64"
+# C++ modules (src/cxx) are built where the native machine runs them: x86_64
+# and aarch64 (libstdc++ from the host, frames registered with the unwinder).
+# MIPS modules run only in the emulated machine, which has no C++ runtime.
+CXX_ARCHES="x86_64 aarch64"
+# Their checks go into x86_64's answers only. aarch64's answers are also run
+# by the emulated machine (tests/tests/corpus_emulated.rs, msyms/tests/cli.rs),
+# which has no C++ runtime to resolve __cxa_throw, __gxx_personality_v0 and
+# the like; the native machine's C++ checks on aarch64 are
+# tests/tests/unwind.rs's.
+CXX_ANSWER_ARCHES="x86_64"
 if [[ " ${ARCHES[*]} " == *" x86_64 "* ]]; then
     need_version g++ '^g\+\+ \(Debian 12\.2\.0-[^)]*\) 12\.2\.0$' "g++ 12.2.0 of Debian 12 (apt-get install g++)"
+fi
+if [[ " ${ARCHES[*]} " == *" aarch64 "* ]]; then
+    need_version aarch64-linux-gnu-g++ '^aarch64-linux-gnu-g\+\+ \(Debian 12\.2\.0-[^)]*\) 12\.2\.0$' \
+        "aarch64-linux-gnu-g++ 12.2.0 of Debian 12 (apt-get install g++-aarch64-linux-gnu)"
+fi
+if [[ " ${ARCHES[*]} " == *" x86_64 "* || " ${ARCHES[*]} " == *" aarch64 "* ]]; then
     need_version clang++ '^Debian clang version 14\.0\.6' 'clang 14.0.6 (Debian)'
 fi
 for tool in cargo readelf sha256sum; do
@@ -95,7 +106,9 @@ declare -A CC=([x86_64/gcc-pie]=gcc [x86_64/gcc-nopic]=gcc [x86_64/clang]=clang
     [mipsel/clang]="clang --target=mipsel-linux-gnu")
 # The C++ compiler of each variant that builds src/cxx (with the variant's
 # flags).
-declare -A CXX=([x86_64/gcc-pie]=g++ [x86_64/gcc-nopic]=g++ [x86_64/clang]=clang++)
+declare -A CXX=([x86_64/gcc-pie]=g++ [x86_64/gcc-nopic]=g++ [x86_64/clang]=clang++
+    [aarch64/gcc-nopic]=aarch64-linux-gnu-g++ [aarch64/gcc-pie]=aarch64-linux-gnu-g++
+    [aarch64/clang]="clang++ --target=aarch64-linux-gnu")
 declare -A VFLAGS=([x86_64/gcc-pie]="-O2" [x86_64/gcc-nopic]="-O2 -fno-pic" [x86_64/clang]="-O2"
     [aarch64/gcc-nopic]="-O2 -fno-pic" [aarch64/gcc-pie]="-O2" [aarch64/clang]="-O2"
     [mips/gcc]="$MIPS_FLAGS" [mips/gcc-longcalls]="$MIPS_FLAGS -mlong-calls" [mips/clang]="$MIPS_FLAGS"
@@ -115,7 +128,9 @@ declare -A LARGEFLAGS=([x86_64/gcc-pie]="-mcmodel=large -fPIC" [x86_64/gcc-nopic
 # libgcc_s.so, not from the abicalls libgcc.a.
 declare -A LINKFLAGS=([x86_64/gcc-pie]="" [x86_64/gcc-nopic]="-no-pie" [x86_64/clang]=""
     [aarch64]="-static" [mips]="-no-pie" [mipsel]="-no-pie")
-declare -A LINKLIBS=([x86_64]="-lm -lstdc++" [aarch64]="-lm" [mips]="-lm -lgcc_s" [mipsel]="-lm -lgcc_s")
+# Programs with C++ modules need libstdc++ (aarch64 links static: -lstdc++
+# before -lm, which it uses; nothing is taken from it by C-only programs).
+declare -A LINKLIBS=([x86_64]="-lm -lstdc++" [aarch64]="-lstdc++ -lm" [mips]="-lm -lgcc_s" [mipsel]="-lm -lgcc_s")
 declare -A SYSROOT=([x86_64]="" [aarch64]="" [mips]=/usr/mips-linux-gnu [mipsel]=/usr/mipsel-linux-gnu)
 # Our own sources (features, drivers, kernel, errors) get debug info; the three
 # real programs do not (keeps the objects small).
@@ -281,12 +296,14 @@ c_args() {
     echo "$out"
 }
 
-# lacks_feature ARCH MODULE: whether MODULE is a feature or C++ object that ARCH
-# does not build (its checks are left out of ARCH's answers).
+# lacks_feature ARCH MODULE: whether MODULE is a feature object that ARCH does
+# not build, or a C++ object that ARCH does not build or whose checks ARCH's
+# answers leave out (CXX_ANSWER_ARCHES); its checks are left out of ARCH's
+# answers.
 lacks_feature() {
     local f=${2%.o}
     [[ " ${FEATURES[x86_64]} " == *" $f "* && " ${FEATURES[$1]} " != *" $f "* ]] ||
-        [[ -f src/cxx/$f.cpp && " $CXX_ARCHES " != *" $1 "* ]]
+        [[ -f src/cxx/$f.cpp && (" $CXX_ARCHES " != *" $1 "* || " $CXX_ANSWER_ARCHES " != *" $1 "*) ]]
 }
 
 # compute_answers ARCH/VARIANT: one native program per module set (same

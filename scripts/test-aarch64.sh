@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The native machine on aarch64: the linker's and loader's tests and the native corpus tests
 # (every aarch64 corpus object loaded into the process, W^X, kernel exports, the life cycle
-# and its auto-loading stubs, backtraces through module frames), cross-built for
-# aarch64-unknown-linux-gnu and run under qemu-aarch64. Without the emulated machine: Unicorn
-# is not cross-built. Installs the cross toolchain, qemu-user and the Rust target if missing.
+# and its auto-loading stubs, backtraces and C++ exceptions through module frames),
+# cross-built for aarch64-unknown-linux-gnu and run under qemu-aarch64. Without the emulated
+# machine: Unicorn is not cross-built. Installs the cross toolchain, qemu-user and the Rust
+# target if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DLKM_NEED_AARCH64=1 scripts/deps.sh

@@ -109,7 +109,7 @@ fn relocate<A: Arch>(
                 what: format!("a second debug section named {name} (from a section group)"),
             })
         } else {
-            relocate_section::<A>(object, &section, input.name, &values)
+            relocate_section::<A>(object, &file, &section, input.name, &values)
         };
         match relocated {
             Ok(bytes) => {
@@ -159,9 +159,10 @@ fn symbol_values(
         .collect()
 }
 
-fn relocate_section<A: Arch>(
-    object: &Object,
-    section: &object::Section<'_, '_>,
+fn relocate_section<'data, A: Arch>(
+    object: &Object<'data>,
+    file: &object::File<'data>,
+    section: &object::Section<'data, '_>,
     name: &str,
     values: &[Option<u64>],
 ) -> Result<Vec<u8>, LinkError> {
@@ -178,7 +179,7 @@ fn relocate_section<A: Arch>(
     let data = section
         .data()
         .map_err(|e| malformed(&object.name, format!("section {name}: {e}")))?;
-    let mut relocs = object.read_relocations(section)?;
+    let mut relocs = object.read_relocations(file, section.index(), name)?;
     read_implicit_addends(&object.name, object.arch, name, data, &mut relocs)?;
     let mut bytes = data.to_vec();
     for reloc in &relocs {

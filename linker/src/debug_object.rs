@@ -152,16 +152,29 @@ pub fn debug_object(
     let mut out = Out::new(object.arch);
     // Symbols, the locals first as ELF wants them. One outside every placed section (COMMON,
     // absolute) is absolute.
+    // Symbols come grouped by section: the last one's section is tried first.
+    let mut last = None;
     let mut symbols: Vec<(&LinkedSymbol, Option<usize>)> = output
         .symbols
         .iter()
         .filter(|s| s.ty != SymbolType::Tls)
-        .map(|s| (s, section_of(&sections[..placed], s)))
+        .map(|s| {
+            let found = last
+                .filter(|&i| holds(&sections[i], s))
+                .or_else(|| section_of(&sections[..placed], s));
+            last = found.or(last);
+            (s, found)
+        })
         .collect();
     symbols.sort_by_key(|(s, _)| s.exported);
     let locals = symbols.iter().filter(|(s, _)| !s.exported).count() as u32 + 1;
-    let mut strtab = vec![0u8];
+    let mut strtab =
+        Vec::with_capacity(1 + symbols.iter().map(|(s, _)| s.name.len() + 1).sum::<usize>());
+    strtab.push(0);
     let mut symtab = Out::new(object.arch);
+    symtab
+        .bytes
+        .reserve((symbols.len() + 1) * symtab.sym_size() as usize);
     symtab.symbol(0, 0, 0, 0, 0);
     for (symbol, section) in &symbols {
         let name = strtab.len() as u32;
@@ -284,12 +297,14 @@ fn append_name(table: &mut Vec<u8>, name: &str) -> u32 {
 /// The placed section (an index of `sections`) `symbol` is defined in: its input section by
 /// name, holding its address.
 fn section_of(sections: &[OutSection], symbol: &LinkedSymbol) -> Option<usize> {
-    sections.iter().position(|p| {
-        symbol.address >= p.address
-            && symbol.address - p.address <= p.size
-            && p.sh_type != elf::SHT_NULL
-            && p.name == symbol.section
-    })
+    sections.iter().position(|p| holds(p, symbol))
+}
+
+fn holds(section: &OutSection, symbol: &LinkedSymbol) -> bool {
+    symbol.address >= section.address
+        && symbol.address - section.address <= section.size
+        && section.sh_type != elf::SHT_NULL
+        && section.name == &*symbol.section
 }
 
 fn e_machine(arch: ArchKind) -> u16 {

@@ -4,11 +4,9 @@
 //! used, so that the later phases can index without panicking.
 
 use object::elf;
+use object::read::elf::{ElfFile, FileHeader, Rel as _, Rela as _, SectionHeader as _};
 use object::read::{Object as _, ObjectSection as _, ObjectSymbol as _};
-use object::{
-    Endianness, RelocationFlags, RelocationTarget, SectionFlags, SectionIndex, SymbolFlags,
-    SymbolIndex, SymbolSection,
-};
+use object::{Endianness, SectionFlags, SectionIndex, SymbolFlags, SymbolSection};
 
 use crate::arch::{Arch, ArchKind};
 use crate::error::{malformed, LinkError};
@@ -172,51 +170,121 @@ impl<'data> Object<'data> {
     }
 
     fn attach_relocations(&mut self, file: &object::File<'data>) -> Result<(), LinkError> {
-        for section in file.sections() {
-            let index = section.index().0;
-            if self.sections[index].kind.is_none() {
-                continue;
+        for target in 0..self.sections.len() {
+            if self.sections[target].kind.is_some() {
+                let name = self.sections[target].name;
+                self.sections[target].relocs =
+                    self.read_relocations(file, SectionIndex(target), name)?;
             }
-            self.sections[index].relocs = self.read_relocations(&section)?;
         }
         Ok(())
     }
 
-    /// The relocations of one section of the file this object was parsed from, every symbol
-    /// index checked; REL addends are still to be read ([`read_implicit_addends`]).
+    /// The relocations of section `target` (named `target_name`) of the file this object was
+    /// parsed from; REL addends are still to be read ([`read_implicit_addends`]).
     pub(crate) fn read_relocations(
         &self,
-        section: &object::Section<'data, '_>,
+        file: &object::File<'data>,
+        target: SectionIndex,
+        target_name: &str,
     ) -> Result<Vec<Reloc>, LinkError> {
+        match file {
+            object::File::Elf32(elf) => self.elf_relocations(elf, target, target_name),
+            object::File::Elf64(elf) => self.elf_relocations(elf, target, target_name),
+            _ => Err(malformed(&self.name, "not an ELF file")),
+        }
+    }
+
+    /// Reads the relocations straight from the ELF tables: every relocation section that
+    /// applies to `target` through the symbol table the object uses, each entry's symbol
+    /// index checked. A relocation section whose bytes lie outside the file or do not divide
+    /// into entries is an error, not a section without relocations.
+    fn elf_relocations<Elf: FileHeader<Endian = Endianness>>(
+        &self,
+        elf: &ElfFile<'data, Elf>,
+        target: SectionIndex,
+        target_name: &str,
+    ) -> Result<Vec<Reloc>, LinkError> {
+        let (endian, data) = (elf.endian(), elf.data());
+        let table = elf.elf_section_table();
+        let chains = elf.elf_relocation_sections();
         let mut relocs = Vec::new();
-        for (offset, reloc) in section.relocations() {
-            let RelocationFlags::Elf { r_type } = reloc.flags() else {
-                return Err(malformed(&self.name, "relocation without ELF flags"));
-            };
-            let symbol = match reloc.target() {
-                RelocationTarget::Symbol(SymbolIndex(i)) => i,
-                RelocationTarget::Absolute => 0,
-                _ => return Err(malformed(&self.name, "relocation with an unusual target")),
-            };
-            if symbol >= self.symbols.len() {
-                return Err(malformed(
+        let mut index = target;
+        while let Some(next) = chains.get(index) {
+            index = next;
+            let header = table.section(index).map_err(|e| malformed(&self.name, e))?;
+            let place = |e: object::Error| {
+                let name = table.section_name(endian, header).unwrap_or(b"?");
+                malformed(
                     &self.name,
                     format!(
-                        "relocation at {}+{offset:#x} names symbol index {symbol}, the table has {}",
-                        section.name().unwrap_or("?"),
-                        self.symbols.len()
+                        "relocation section {} (#{}): {e}",
+                        String::from_utf8_lossy(name),
+                        index.0
                     ),
-                ));
+                )
+            };
+            let checked = |offset: u64, symbol: u32, r_type: u32, addend: Option<i64>| {
+                self.checked_reloc(target_name, offset, r_type, symbol, addend)
+            };
+            match header.sh_type(endian) {
+                elf::SHT_RELA => {
+                    let entries: &[Elf::Rela] =
+                        header.data_as_array(endian, data).map_err(place)?;
+                    relocs.reserve(entries.len());
+                    for r in entries {
+                        relocs.push(checked(
+                            r.r_offset(endian).into(),
+                            r.r_sym(endian, false),
+                            r.r_type(endian, false),
+                            Some(r.r_addend(endian).into()),
+                        )?);
+                    }
+                }
+                elf::SHT_REL => {
+                    let entries: &[Elf::Rel] = header.data_as_array(endian, data).map_err(place)?;
+                    relocs.reserve(entries.len());
+                    for r in entries {
+                        relocs.push(checked(
+                            r.r_offset(endian).into(),
+                            r.r_sym(endian),
+                            r.r_type(endian),
+                            None,
+                        )?);
+                    }
+                }
+                _ => {}
             }
-            relocs.push(Reloc {
-                offset,
-                r_type,
-                symbol: symbol as u32,
-                addend: reloc.addend(),
-                implicit_addend: reloc.has_implicit_addend(),
-            });
         }
         Ok(relocs)
+    }
+
+    /// A relocation of section `section` whose symbol index is inside the table; `addend` is
+    /// `None` for REL entries, whose addends are still to be read.
+    fn checked_reloc(
+        &self,
+        section: &str,
+        offset: u64,
+        r_type: u32,
+        symbol: u32,
+        addend: Option<i64>,
+    ) -> Result<Reloc, LinkError> {
+        if symbol as usize >= self.symbols.len() {
+            return Err(malformed(
+                &self.name,
+                format!(
+                    "relocation at {section}+{offset:#x} names symbol index {symbol}, the table has {}",
+                    self.symbols.len()
+                ),
+            ));
+        }
+        Ok(Reloc {
+            offset,
+            r_type,
+            symbol,
+            addend: addend.unwrap_or(0),
+            implicit_addend: addend.is_none(),
+        })
     }
 
     /// REL objects keep addends in the relocated bytes: read them once, here, so every later

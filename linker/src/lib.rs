@@ -28,7 +28,8 @@ pub use layout::{
     DEFAULT_MAX_IMAGE_SIZE, EH_FRAME_TERMINATOR,
 };
 pub use link::{
-    link, link_into, ExternalKind, ExternalSymbol, Import, LinkOutput, LinkedSymbol, Resolver,
+    link, link_into, relocate_into, resolve, Bindings, ExternalKind, ExternalSymbol, Import,
+    LinkOutput, LinkedSymbol, Resolver,
 };
 
 /// Runs `$body` with `$A` bound to the architecture type of `$kind`: one dispatch per object,

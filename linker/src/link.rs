@@ -7,6 +7,7 @@ use crate::error::{LinkError, RelocSite};
 use crate::input::{Object, Reloc, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
 use crate::with_arch;
+use std::sync::Arc;
 
 /// The psABI's name for the GOT's base, which the linker defines.
 const GOT_SYMBOL: &str = "_GLOBAL_OFFSET_TABLE_";
@@ -48,8 +49,9 @@ pub struct LinkedSymbol {
     pub ty: SymbolType,
     /// Visible to the kernel and other modules.
     pub exported: bool,
-    /// The section it is defined in (`*common*`, `*abs*` for those without one).
-    pub section: String,
+    /// The section it is defined in (`*common*`, `*abs*` for those without one); shared by
+    /// the section's symbols, thousands in a large object.
+    pub section: std::sync::Arc<str>,
 }
 
 /// An undefined symbol of the module and what it was bound to.
@@ -77,12 +79,54 @@ pub struct LinkOutput {
 }
 
 /// Links `object` at `base` into `image`, which must be zeroed and at least
-/// `layout.image_size` bytes long.
+/// `layout.image_size` bytes long: [`resolve`], then [`relocate_into`].
 pub fn link_into(
     object: &Object,
     layout: &Layout,
     base: u64,
     resolver: &mut dyn Resolver,
+    image: &mut [u8],
+) -> Result<LinkOutput, LinkError> {
+    let bindings = resolve(object, layout, base, resolver)?;
+    relocate_into(object, layout, bindings, image)
+}
+
+/// Every symbol of `object` bound to an address for a module at `base`: its own from the
+/// layout, the undefined ones from `resolver`, all missing ones reported together. No bytes
+/// are touched, so a module whose symbols cannot all be found costs nothing more.
+pub fn resolve(
+    object: &Object,
+    layout: &Layout,
+    base: u64,
+    resolver: &mut dyn Resolver,
+) -> Result<Bindings, LinkError> {
+    if base % layout.align != 0 {
+        return Err(LinkError::Unsupported {
+            object: object.name.clone(),
+            what: format!(
+                "base {base:#x}, which is not aligned to {:#x}",
+                layout.align
+            ),
+        });
+    }
+    with_arch!(object.arch, A => {
+        let mut linker = Linker::<A>::new(object, layout, base);
+        let imports = linker.resolve_symbols(resolver)?;
+        Ok(Bindings {
+            base,
+            symbols: linker.symbols,
+            imports,
+        })
+    })
+}
+
+/// Writes the module into `image` (zeroed, at least `layout.image_size` bytes) with the
+/// addresses `bindings` gives: copies the sections, fills the stubs and GOT, applies every
+/// relocation and reads the constructor tables.
+pub fn relocate_into(
+    object: &Object,
+    layout: &Layout,
+    bindings: Bindings,
     image: &mut [u8],
 ) -> Result<LinkOutput, LinkError> {
     if (image.len() as u64) < layout.image_size {
@@ -92,7 +136,36 @@ pub fn link_into(
             want: layout.image_size,
         });
     }
-    with_arch!(object.arch, A => Linker::<A>::new(object, layout, base).run(resolver, image))
+    if bindings.symbols.len() != object.symbols.len() {
+        return Err(LinkError::Unsupported {
+            object: object.name.clone(),
+            what: format!(
+                "bindings for {} symbols, made for another object (it has {})",
+                bindings.symbols.len(),
+                object.symbols.len()
+            ),
+        });
+    }
+    with_arch!(object.arch, A => {
+        let mut linker = Linker::<A>::new(object, layout, bindings.base);
+        linker.symbols = bindings.symbols;
+        linker.write(image, bindings.imports)
+    })
+}
+
+/// What [`resolve`] bound each symbol of an object to, for [`relocate_into`].
+#[derive(Debug, Clone)]
+pub struct Bindings {
+    base: u64,
+    symbols: Vec<Option<Resolved>>,
+    imports: Vec<Import>,
+}
+
+impl Bindings {
+    /// The undefined symbols and what each was bound to.
+    pub fn imports(&self) -> &[Import] {
+        &self.imports
+    }
 }
 
 /// Links `object` at `base` into a new buffer of the image's size.
@@ -150,21 +223,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         }
     }
 
-    fn run(
-        mut self,
-        resolver: &mut dyn Resolver,
-        image: &mut [u8],
-    ) -> Result<LinkOutput, LinkError> {
-        if self.base % self.layout.align != 0 {
-            return Err(LinkError::Unsupported {
-                object: self.object.name.clone(),
-                what: format!(
-                    "base {:#x}, which is not aligned to {:#x}",
-                    self.base, self.layout.align
-                ),
-            });
-        }
-        let imports = self.resolve_symbols(resolver)?;
+    fn write(&self, image: &mut [u8], imports: Vec<Import>) -> Result<LinkOutput, LinkError> {
         self.copy_sections(image);
         self.fill_stubs_and_got(image);
         let (stubs_used, got_relaxed) = self.relocate(image)?;
@@ -566,6 +625,8 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
 
     fn defined_symbols(&self) -> Vec<LinkedSymbol> {
         let object = self.object;
+        let section_names: Vec<Arc<str>> = object.sections.iter().map(|s| s.name.into()).collect();
+        let (common, absolute): (Arc<str>, Arc<str>) = ("*common*".into(), "*abs*".into());
         object
             .symbols
             .iter()
@@ -578,9 +639,9 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             .filter_map(|(i, s)| {
                 let resolved = self.symbols[i]?;
                 let section = match s.def {
-                    SymbolDef::Section(index) => object.sections[index].name.to_string(),
-                    SymbolDef::Common { .. } => "*common*".into(),
-                    _ => "*abs*".into(),
+                    SymbolDef::Section(index) => &section_names[index],
+                    SymbolDef::Common { .. } => &common,
+                    _ => &absolute,
                 };
                 Some(LinkedSymbol {
                     name: s.name.to_string(),
@@ -588,7 +649,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                     size: s.size,
                     ty: s.ty,
                     exported: s.is_exported(),
-                    section,
+                    section: Arc::clone(section),
                 })
             })
             .collect()

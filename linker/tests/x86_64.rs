@@ -308,3 +308,32 @@ fn truncated_and_corrupted_objects_give_errors_not_panics() {
         }
     }
 }
+
+/// A relocation section whose bytes lie outside the file, or do not divide into entries, is a
+/// malformed object naming that section: never a section quietly left without relocations.
+#[test]
+fn a_relocation_section_outside_the_file_is_malformed() {
+    let mut b = Builder::new(&[0xe8, 0, 0, 0, 0, 0xc3]);
+    let callee = b.undefined("callee", false);
+    b.reloc(1, callee, -4, elf::R_X86_64_PLT32);
+    let good = b.bytes();
+    let file = object::File::parse(&*good).unwrap();
+    let rela = object::Object::section_by_name(&file, ".rela.text").expect(".rela.text");
+    let index = object::ObjectSection::index(&rela).0;
+    // Elf64_Ehdr.e_shoff at 0x28; Elf64_Shdr is 64 bytes, sh_offset at 0x18, sh_size at 0x20.
+    let shoff = u64::from_le_bytes(good[0x28..0x30].try_into().unwrap()) as usize;
+    let header = shoff + index * 64;
+    for (field, value) in [(0x18, good.len() as u64 + 0x1000), (0x20, 25)] {
+        let mut bad = good.clone();
+        bad[header + field..header + field + 8].copy_from_slice(&value.to_le_bytes());
+        let err = Object::parse("bad.o", &bad).expect_err("malformed");
+        assert!(matches!(err, LinkError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains(".rela.text"), "{err}");
+    }
+    assert_eq!(
+        Object::parse("good.o", &good).unwrap().sections[1]
+            .relocs
+            .len(),
+        1
+    );
+}

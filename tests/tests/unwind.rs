@@ -65,7 +65,6 @@ fn a_backtrace_in_the_kernel_walks_through_module_frames() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 mod cxx {
     use super::*;
 
@@ -142,20 +141,29 @@ mod cxx {
         }
     }
 
-    /// The kernel's C++ code: tests/cxx/kernel_catch.cpp built with g++ into a shared library
-    /// and opened. Its symbols stay local: it defines CxxError's key function, as cxx_throw.o
-    /// does, and a kernel exporting them would refuse that module for shadowing them. Needs
-    /// g++, which builds the C++ corpus too.
+    /// The C++ compiler of this test binary's architecture: g++ on x86_64, and for aarch64 the
+    /// triplet's name, which is the cross compiler on an x86_64 machine running the test under
+    /// qemu-aarch64 (g++-aarch64-linux-gnu) and Debian's native g++ on aarch64 itself.
+    const CXX: &str = if cfg!(target_arch = "aarch64") {
+        "aarch64-linux-gnu-g++"
+    } else {
+        "g++"
+    };
+
+    /// The kernel's C++ code: tests/cxx/kernel_catch.cpp built with [`CXX`] into a shared
+    /// library and opened. Its symbols stay local: it defines CxxError's key function, as
+    /// cxx_throw.o does, and a kernel exporting them would refuse that module for shadowing
+    /// them. Needs the C++ compiler that builds the C++ corpus too.
     fn kernel_cxx_library() -> *mut libc::c_void {
         let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cxx/kernel_catch.cpp");
         let library = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libkernel_catch.so");
-        let built = std::process::Command::new("g++")
+        let built = std::process::Command::new(CXX)
             .args(["-O2", "-shared", "-fPIC", "-o"])
             .arg(&library)
             .arg(&source)
             .status()
-            .expect("g++ runs");
-        assert!(built.success(), "g++ failed on {}", source.display());
+            .unwrap_or_else(|e| panic!("{CXX} does not run: {e}"));
+        assert!(built.success(), "{CXX} failed on {}", source.display());
         let path = std::ffi::CString::new(library.to_str().unwrap()).unwrap();
         // SAFETY: a NUL-terminated path; the library has no constructors beyond the C++
         // runtime's.

@@ -194,6 +194,7 @@ pub enum Range {
 
 impl Range {
     /// The inclusive bounds, or `None` when anything goes.
+    #[inline]
     pub(crate) fn bounds(self) -> Option<(i128, i128)> {
         match self {
             Range::Unchecked => None,
@@ -205,6 +206,7 @@ impl Range {
     }
 
     /// Whether `value`, to be encoded at `place`, fits.
+    #[inline]
     pub(crate) fn fits(self, value: i128, place: u64) -> bool {
         match self {
             Range::Region { bits, pc_bias } => {

@@ -646,7 +646,7 @@ impl Kernel {
             .symbols
             .iter()
             .filter(|s| s.address <= address && !s.name.is_empty())
-            .filter(|s| section.is_none_or(|sec| sec.name == s.section))
+            .filter(|s| section.is_none_or(|sec| *sec.name == *s.section))
             .filter(|s| s.size == 0 || address - s.address < s.size)
             .max_by_key(|s| (s.address, s.size));
         Some(match symbol {
