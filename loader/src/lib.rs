@@ -6,6 +6,7 @@ mod error;
 mod kernel;
 pub mod machine;
 pub mod metadata;
+mod object_file;
 
 pub use error::{errno_name, LoadError, MachineError, Stop};
 pub use kernel::{

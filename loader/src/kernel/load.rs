@@ -148,7 +148,7 @@ impl Kernel {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = std::fs::read(path).map_err(io)?;
+        let bytes = crate::object_file::read_object(path).map_err(io)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

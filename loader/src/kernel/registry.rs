@@ -38,7 +38,7 @@ impl Kernel {
         let path = path.as_ref();
         let _serial = self.load_lock.lock();
         self.check_trusted(path)?;
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        let bytes = crate::object_file::read_object(path).map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         })?;

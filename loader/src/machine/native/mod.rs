@@ -26,6 +26,27 @@ const LOW_LIMIT: u64 = 1 << 31;
 /// Lowest address tried for low placements: above what a non-PIE program and its heap use.
 const LOW_START: u64 = 0x1000_0000;
 const PROBE_STEP: u64 = 16 << 20;
+/// How many probe steps on each side of the anchor a `Near` placement tries (1 GiB).
+const NEAR_PROBES: u64 = 64;
+/// Linux: populate a range as if written (5.14).
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+/// A transparent huge page on x86_64 and on aarch64 with 4 KiB pages.
+const HUGE_PAGE: u64 = 2 << 20;
+/// Images from this size on are mapped in whole huge pages.
+const HUGE_IMAGE: u64 = 768 << 10;
+
+/// The size to map for an image of `size` bytes: large images are rounded up to whole
+/// transparent huge pages, which the kernel fills with one fault (and frees with one) each
+/// instead of one per 4 KiB page: a megabyte image costs a quarter of the time to place and to
+/// unmap, for at most half a huge page of zeroes. The probed addresses are multiples of
+/// [`PROBE_STEP`], so such a mapping starts on a huge page.
+fn huge_image_size(size: u64) -> u64 {
+    if size >= HUGE_IMAGE {
+        size.next_multiple_of(HUGE_PAGE)
+    } else {
+        size
+    }
+}
 
 #[derive(Debug)]
 struct Mapping {
@@ -124,14 +145,45 @@ impl NativeMachine {
     /// Maps `size` bytes at `hint` exactly, populated: the image is written whole right
     /// after, and one populating call costs less than a fault per page.
     fn map_at(&self, hint: u64, size: u64) -> Option<u64> {
-        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; a fresh anonymous
-        // mapping aliases nothing.
+        let p = self.map(Some(hint), size)?;
+        if p != hint {
+            // An old kernel that treats the flag as a hint only.
+            self.unmap(p, size);
+            return None;
+        }
+        Some(p)
+    }
+
+    /// Anywhere the kernel likes, if that is aligned to `align`.
+    fn map_anywhere_aligned(&self, size: u64, align: u64) -> Option<u64> {
+        let p = self.map(None, size)?;
+        if p % align != 0 {
+            self.unmap(p, size);
+            return None;
+        }
+        Some(p)
+    }
+
+    /// A fresh read-write mapping of `size` bytes, at `hint` if given (never replacing
+    /// anything there), its pages populated. A size of whole huge pages asks for transparent
+    /// huge pages first ([`huge_image_size`]).
+    fn map(&self, hint: Option<u64>, size: u64) -> Option<u64> {
+        let huge = size % HUGE_PAGE == 0;
+        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        flags |= if huge { 0 } else { libc::MAP_POPULATE };
+        flags |= if hint.is_some() {
+            MAP_FIXED_NOREPLACE
+        } else {
+            0
+        };
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, and without a hint
+        // the kernel picks free addresses; a fresh anonymous mapping aliases nothing.
         let p = unsafe {
             libc::mmap(
-                hint as *mut libc::c_void,
+                hint.unwrap_or(0) as *mut libc::c_void,
                 size as usize,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE | MAP_FIXED_NOREPLACE,
+                flags,
                 -1,
                 0,
             )
@@ -139,27 +191,16 @@ impl NativeMachine {
         if p == libc::MAP_FAILED {
             return None;
         }
-        if p as u64 != hint {
-            // An old kernel that treats the flag as a hint only.
-            self.unmap(p as u64, size);
-            return None;
+        if huge {
+            // SAFETY: advice on the mapping just made, which nothing else uses yet. Both are
+            // best effort: without huge pages (or MADV_POPULATE_WRITE, Linux 5.14) the pages
+            // come one fault at a time instead.
+            unsafe {
+                libc::madvise(p, size as usize, libc::MADV_HUGEPAGE);
+                libc::madvise(p, size as usize, MADV_POPULATE_WRITE);
+            }
         }
         Some(p as u64)
-    }
-
-    fn map_anywhere(&self, size: u64) -> Option<u64> {
-        // SAFETY: as in map_at, without a fixed address.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        (p != libc::MAP_FAILED).then_some(p as u64)
     }
 
     fn unmap(&self, address: u64, size: u64) {
@@ -169,15 +210,33 @@ impl NativeMachine {
         }
     }
 
-    fn candidates(&self, size: u64, placement: Placement) -> Vec<u64> {
-        match placement {
-            Placement::Low2GiB => (0..)
-                .map(|k| LOW_START + k * PROBE_STEP)
-                .take_while(|&a| a + size <= LOW_LIMIT)
-                .collect(),
+    /// Where to try to map `size` bytes aligned to `align`: right after each mapping of this
+    /// machine's first, so modules pack together, then the fixed probe steps; nearest the
+    /// anchor first for `Near`, lowest first for `Low2GiB`. None overlaps a mapping of ours,
+    /// so with many modules loaded the search does not retry every place they hold; a place
+    /// something else holds fails its mmap and the next is tried.
+    fn candidates(&self, size: u64, align: u64, placement: Placement) -> Vec<u64> {
+        let mappings = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
+        let align = if size % HUGE_PAGE == 0 {
+            align.max(HUGE_PAGE)
+        } else {
+            align
+        };
+        let packed: Vec<u64> = mappings
+            .iter()
+            .filter_map(|(&base, m)| base.checked_add(m.size)?.checked_next_multiple_of(align))
+            .collect();
+        let (low, high, probes) = match placement {
+            Placement::Low2GiB => {
+                let probes = (0..)
+                    .map(|k| LOW_START + k * PROBE_STEP)
+                    .take_while(|&a| a + size <= LOW_LIMIT)
+                    .collect();
+                (LOW_START, LOW_LIMIT, probes)
+            }
             Placement::Near(anchor) => {
                 let anchor = anchor & !(PROBE_STEP - 1);
-                (1..64u64)
+                let probes: Vec<u64> = (1..NEAR_PROBES)
                     .flat_map(|k| {
                         [
                             anchor.checked_add(k * PROBE_STEP),
@@ -187,9 +246,34 @@ impl NativeMachine {
                     .flatten()
                     .map(|a| a & !(PROBE_STEP - 1))
                     .filter(|&a| a >= LOW_START)
-                    .collect()
+                    .collect();
+                let reach = NEAR_PROBES * PROBE_STEP;
+                (
+                    anchor.saturating_sub(reach).max(LOW_START),
+                    anchor.saturating_add(reach),
+                    probes,
+                )
             }
+        };
+        let mut packed: Vec<u64> = packed
+            .into_iter()
+            .filter(|&a| a >= low && a.checked_add(size).is_some_and(|end| end <= high))
+            .collect();
+        match placement {
+            Placement::Low2GiB => packed.sort_unstable(),
+            Placement::Near(anchor) => packed.sort_unstable_by_key(|&a| a.abs_diff(anchor)),
         }
+        let free = |a: &u64| {
+            let Some(end) = a.checked_add(size) else {
+                return false;
+            };
+            // Ours do not overlap each other: the last one starting before `end` ends last.
+            mappings
+                .range(..end)
+                .next_back()
+                .is_none_or(|(&base, m)| base + m.size <= *a)
+        };
+        packed.into_iter().chain(probes).filter(free).collect()
     }
 
     /// Finds the mapping that holds `address..address+len`, if any.
@@ -234,15 +318,15 @@ impl Machine for NativeMachine {
     }
 
     fn reserve(&self, size: u64, align: u64, placement: Placement) -> Result<u64, MachineError> {
-        let size = size.max(1).next_multiple_of(self.page_size);
+        let size = huge_image_size(size.max(1).next_multiple_of(self.page_size));
         let align = align.max(self.page_size);
         let base = self
-            .candidates(size, placement)
+            .candidates(size, align, placement)
             .into_iter()
             .filter(|a| a % align == 0)
             .find_map(|hint| self.map_at(hint, size))
             .or_else(|| match placement {
-                Placement::Near(_) => self.map_anywhere(size).filter(|a| a % align == 0),
+                Placement::Near(_) => self.map_anywhere_aligned(size, align),
                 Placement::Low2GiB => None,
             })
             .ok_or_else(|| MachineError::NoMemory {
@@ -468,4 +552,51 @@ fn flush_icache(address: u64, len: u64) {
 #[cfg(not(target_arch = "aarch64"))]
 fn flush_icache(_address: u64, _len: u64) {
     // x86_64 keeps instruction and data caches coherent.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reservations near the program pack together instead of taking a probe step each: 300
+    /// of 64 KiB fit in a few tens of mebibytes (the steps alone would hold 126), none overlaps
+    /// another, and each is where the machine said.
+    #[test]
+    fn reservations_near_the_program_pack_together() {
+        let machine = NativeMachine::bare();
+        let anchor = machine.kernel_anchor();
+        let size = 64 << 10;
+        let bases: Vec<u64> = (0..300)
+            .map(|_| {
+                machine
+                    .reserve(size, machine.page_size, Placement::Near(anchor))
+                    .unwrap()
+            })
+            .collect();
+        let mut sorted = bases.clone();
+        sorted.sort_unstable();
+        assert!(sorted.windows(2).all(|w| w[0] + size <= w[1]), "overlap");
+        let span = sorted[sorted.len() - 1] + size - sorted[0];
+        assert!(span < 64 << 20, "300 reservations span {span:#x}");
+        assert!(bases
+            .iter()
+            .all(|b| b.abs_diff(anchor) < NEAR_PROBES * PROBE_STEP));
+        for base in bases {
+            machine.release(base).unwrap();
+        }
+    }
+
+    /// A large image is mapped in whole huge pages, on a huge page boundary.
+    #[test]
+    fn large_images_take_whole_huge_pages() {
+        let machine = NativeMachine::bare();
+        let base = machine
+            .reserve(HUGE_IMAGE, machine.page_size, Placement::Low2GiB)
+            .unwrap();
+        assert_eq!(base % HUGE_PAGE, 0);
+        let size = machine.mappings.lock().unwrap()[&base].size;
+        assert_eq!(size, HUGE_PAGE);
+        machine.release(base).unwrap();
+        assert_eq!(huge_image_size(HUGE_IMAGE - 4096), HUGE_IMAGE - 4096);
+    }
 }
