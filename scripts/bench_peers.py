@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Whole-process comparison: msyms loading SQLite + driver as modules and running the query,
 against the same objects linked normally, as a dlopen()ed shared object, and the in-memory
-loaders that are installed (tcc -run, llvm-rtdyld, llvm-jitlink).
+loaders that are installed (tcc -run, llvm-rtdyld, llvm-jitlink; Debian's versioned LLVM tools
+too).
 
 Runs are interleaved (one of each command per round) so that machine noise hits all alike;
 prints medians and ratios to the dlopen host.
@@ -70,14 +71,26 @@ def build(variant):
         commands["dlopen .so"] = [str(OUT / "dlopen_host"), str(OUT / "sqlite_module.so"), FUNCTION]
     except subprocess.CalledProcessError as e:
         print(f"note: these objects do not link as a shared object ({e.stderr.strip()[:200]})")
-    if shutil.which("llvm-rtdyld"):
-        (OUT / "main.o").unlink(missing_ok=True)
-        run(["gcc", "-c", "-O2", "-o", OUT / "main.o", OUT / "main.c"])
+    run(["gcc", "-c", "-O2", "-o", OUT / "main.o", OUT / "main.c"])
+    rtdyld = tool("llvm-rtdyld")
+    if rtdyld:
         libs = ["--dylib=libc.so.6", "--dylib=libm.so.6"]
-        commands["llvm-rtdyld -execute"] = ["llvm-rtdyld", "-execute", *libs, str(OUT / "main.o"), *map(str, objects)]
-    if shutil.which("llvm-jitlink"):
-        commands["llvm-jitlink"] = ["llvm-jitlink", str(OUT / "main.o"), *map(str, objects)]
+        commands["llvm-rtdyld -execute"] = [rtdyld, "-execute", *libs, str(OUT / "main.o"), *map(str, objects)]
+    jitlink = tool("llvm-jitlink")
+    if jitlink:
+        commands["llvm-jitlink"] = [jitlink, str(OUT / "main.o"), *map(str, objects)]
+    if shutil.which("tcc"):
+        # tcc links the objects in memory and compiles main.c, then runs it.
+        commands["tcc -run"] = ["tcc", *map(str, objects), "-lm", "-run", str(OUT / "main.c")]
     return commands
+
+
+def tool(name):
+    """The LLVM tool `name`, unversioned or as Debian installs it (name-14 and so on)."""
+    found = shutil.which(name)
+    for version in range(20, 10, -1):
+        found = found or shutil.which(f"{name}-{version}")
+    return found
 
 
 def measure(commands, runs):

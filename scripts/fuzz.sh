@@ -57,11 +57,12 @@ summary_row() { # target
     ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
     execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' "$log" | tail -n 1)
     rss=$(sed -nE 's/^stat::peak_rss_mb: *([0-9]+).*/\1/p' "$log" | tail -n 1)
-    cpu=$(awk '{ printf "%.0f", $1 + $2 }' "$logs/$target.cpu" 2>/dev/null || echo '?')
+    # time(1) puts "Command exited with non-zero status N" first when the run failed.
+    cpu=$(tail -n 1 "$logs/$target.cpu" 2>/dev/null | awk '{ printf "%.0f", $1 + $2 }')
     status=$(cat "$logs/$target.status")
     if [ "$status" = 0 ]; then result=clean; else result="FAILED (status $status)"; fi
     printf '| %s | %s | %s | %s | %s MB | %s | %s |\n' "$target" "${execs:-?}" "${cov:-?}" \
-        "${ft:-?}" "${rss:-?}" "$cpu" "$result"
+        "${ft:-?}" "${rss:-?}" "${cpu:-?}" "$result"
 }
 
 running=0

@@ -476,24 +476,32 @@ impl Object<'_> {
 }
 
 fn short_reach_imports_for<'o, A: Arch>(object: &'o Object) -> Vec<&'o str> {
-    let mut names: Vec<&str> = object
+    // Marked by symbol first: thousands of relocations name the same few symbols.
+    let mut short = vec![false; object.symbols.len()];
+    for reloc in object
         .sections
         .iter()
         .filter(|s| s.kind.is_some())
         .flat_map(|s| &s.relocs)
-        .filter(|r| {
-            A::classify(r.r_type).is_ok_and(|k| {
-                // 32-bit fields, and aarch64's ADRP (±4 GiB of pages).
-                k.stub != StubUse::Branch
-                    && matches!(
-                        k.range,
-                        crate::Range::Signed(n) | crate::Range::Unsigned(n) if (32..=33).contains(&n)
-                    )
-            })
-        })
-        .map(|r| &object.symbols[r.symbol as usize])
-        .filter(|s| s.def == SymbolDef::Undefined && !s.name.is_empty())
-        .map(|s| s.name)
+    {
+        let short_field = A::classify(reloc.r_type).is_ok_and(|k| {
+            // 32-bit fields, and aarch64's ADRP (±4 GiB of pages).
+            k.stub != StubUse::Branch
+                && matches!(
+                    k.range,
+                    crate::Range::Signed(n) | crate::Range::Unsigned(n) if (32..=33).contains(&n)
+                )
+        });
+        if short_field {
+            short[reloc.symbol as usize] = true;
+        }
+    }
+    let mut names: Vec<&str> = object
+        .symbols
+        .iter()
+        .zip(short)
+        .filter(|(s, short)| *short && s.def == SymbolDef::Undefined && !s.name.is_empty())
+        .map(|(s, _)| s.name)
         .collect();
     names.sort_unstable();
     names.dedup();

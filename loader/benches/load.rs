@@ -1,9 +1,12 @@
 //! In-process cost of loading real modules: the linker's phases alone (parse, layout, link into
-//! a buffer) and the whole load (placement, publish, constructors) plus unload.
+//! a buffer), the whole load (read, placement, link, publish, constructors) with and without
+//! its unload, and the floor a loader of sqlite.o cannot go under: mapping fresh memory for its
+//! allocated sections, copying them in, protecting and unmapping it (`floor/sqlite.o`).
 //!
 //! `cargo bench -p dlkm-loader --bench load`
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dlkm_linker::{layout, link, LayoutOptions, Object};
@@ -64,5 +67,55 @@ fn load_unload(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, link_phases, load_unload);
+/// Load alone: each unload happens outside the timing.
+fn load_only(c: &mut Criterion) {
+    let mut group = c.benchmark_group("load");
+    for variant in ["gcc-pie", "gcc-nopic", "clang"] {
+        let path = corpus(variant, "sqlite.o");
+        let kernel = Kernel::native().expect("kernel");
+        group.bench_function(format!("sqlite.o/{variant}"), |b| {
+            b.iter_custom(|iterations| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iterations {
+                    let start = Instant::now();
+                    let id = kernel.load_path(&path).expect("load");
+                    spent += start.elapsed();
+                    kernel.unload(id).expect("unload");
+                }
+                spent
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The floor: fresh anonymous memory the size of sqlite.o's allocated sections (4 KiB pages,
+/// as the kernel gives them by default), the sections' bytes copied in, the mapping made
+/// read-only, then unmapped. What any loader that copies the object pays; compare with
+/// `load+unload/sqlite.o/gcc-pie`.
+fn floor(c: &mut Criterion) {
+    let bytes = std::fs::read(corpus("gcc-pie", "sqlite.o")).expect("corpus object");
+    let object = Object::parse("sqlite.o", &bytes).expect("parse");
+    let allocated: Vec<u8> = object
+        .sections
+        .iter()
+        .filter(|s| s.kind.is_some())
+        .flat_map(|s| s.data.iter().copied())
+        .collect();
+    let size: u64 = object
+        .sections
+        .iter()
+        .filter(|s| s.kind.is_some())
+        .map(|s| s.size)
+        .sum();
+    c.bench_function("floor/sqlite.o", |b| {
+        b.iter(|| {
+            let mut map = memmap2::MmapMut::map_anon(size as usize).expect("map");
+            map[..allocated.len()].copy_from_slice(&allocated);
+            map.make_read_only().expect("protect")
+        })
+    });
+}
+
+criterion_group!(benches, link_phases, load_unload, load_only, floor);
 criterion_main!(benches);
