@@ -29,7 +29,7 @@ pub use layout::{
 };
 pub use link::{
     link, link_into, relocate_into, resolve, Bindings, ExternalKind, ExternalSymbol, Import,
-    LinkOutput, LinkedSymbol, Resolver,
+    LinkOutput, LinkedSymbol, Resolver, SymbolName,
 };
 
 /// Runs `$body` with `$A` bound to the architecture type of `$kind`: one dispatch per object,

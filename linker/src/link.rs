@@ -43,7 +43,7 @@ impl<F: FnMut(&str) -> Option<ExternalSymbol>> Resolver for F {
 /// A symbol of the linked module, at its final address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkedSymbol {
-    pub name: String,
+    pub name: SymbolName,
     pub address: u64,
     pub size: u64,
     pub ty: SymbolType,
@@ -52,6 +52,70 @@ pub struct LinkedSymbol {
     /// The section it is defined in (`*common*`, `*abs*` for those without one); shared by
     /// the section's symbols, thousands in a large object.
     pub section: std::sync::Arc<str>,
+}
+
+/// A linked symbol's name: a slice of one buffer holding all of its module's names, so the
+/// thousands of symbols of a large module cost one allocation to make and one to free, not
+/// one each. Reads as a `str`.
+#[derive(Clone)]
+pub struct SymbolName {
+    names: Arc<str>,
+    range: std::ops::Range<usize>,
+}
+
+impl SymbolName {
+    pub fn as_str(&self) -> &str {
+        &self.names[self.range.clone()]
+    }
+}
+
+impl std::ops::Deref for SymbolName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for SymbolName {
+    fn from(name: &str) -> Self {
+        SymbolName {
+            names: name.into(),
+            range: 0..name.len(),
+        }
+    }
+}
+
+impl PartialEq for SymbolName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SymbolName {}
+
+impl PartialEq<str> for SymbolName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for SymbolName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Debug for SymbolName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for SymbolName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// An undefined symbol of the module and what it was bound to.
@@ -627,7 +691,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         let object = self.object;
         let section_names: Vec<Arc<str>> = object.sections.iter().map(|s| s.name.into()).collect();
         let (common, absolute): (Arc<str>, Arc<str>) = ("*common*".into(), "*abs*".into());
-        object
+        let defined: Vec<(&crate::input::Symbol, Resolved)> = object
             .symbols
             .iter()
             .enumerate()
@@ -636,21 +700,35 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                     && !matches!(s.def, SymbolDef::Undefined)
                     && !matches!(s.ty, SymbolType::Section | SymbolType::File)
             })
-            .filter_map(|(i, s)| {
-                let resolved = self.symbols[i]?;
+            .filter_map(|(i, s)| Some((s, self.symbols[i]?)))
+            .collect();
+        let mut text = String::with_capacity(defined.iter().map(|(s, _)| s.name.len()).sum());
+        for (symbol, _) in &defined {
+            text.push_str(symbol.name);
+        }
+        let names: Arc<str> = text.into();
+        let mut start = 0;
+        defined
+            .into_iter()
+            .map(|(s, resolved)| {
                 let section = match s.def {
                     SymbolDef::Section(index) => &section_names[index],
                     SymbolDef::Common { .. } => &common,
                     _ => &absolute,
                 };
-                Some(LinkedSymbol {
-                    name: s.name.to_string(),
+                let range = start..start + s.name.len();
+                start = range.end;
+                LinkedSymbol {
+                    name: SymbolName {
+                        names: Arc::clone(&names),
+                        range,
+                    },
                     address: resolved.address,
                     size: s.size,
                     ty: s.ty,
                     exported: s.is_exported(),
                     section: Arc::clone(section),
-                })
+                }
             })
             .collect()
     }

@@ -623,7 +623,7 @@ impl Kernel {
             .symbols
             .iter()
             .filter(|s| s.exported)
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .collect();
         Module {
             info: ModuleInfo {
@@ -676,9 +676,9 @@ impl Kernel {
         let id = module.info.id;
         for symbol in module.symbols.iter().filter(|s| s.exported) {
             state.exports.insert(
-                symbol.name.clone(),
+                symbol.name.to_string(),
                 KernelSymbol {
-                    name: symbol.name.clone(),
+                    name: symbol.name.to_string(),
                     address: symbol.address,
                     size: symbol.size,
                     kind: match symbol.ty {
