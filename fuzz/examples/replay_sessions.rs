@@ -9,7 +9,7 @@
 //! valgrind --leak-check=full target/release/examples/replay_sessions corpus/msyms_commands
 //! ```
 
-use dlkm_fuzz::commands::{fingerprint, new_session, run};
+use dlkm_fuzz::commands::{fingerprint, kept_session, run};
 
 /// The process's threads: this one, and the machine thread of the session kept.
 fn threads() -> usize {
@@ -31,17 +31,17 @@ fn main() {
     let mut replaced = 0;
     for input in &inputs {
         let text = String::from_utf8_lossy(&std::fs::read(input).unwrap_or_default()).into_owned();
-        let (session, fresh) = slot.get_or_insert_with(|| {
-            let session = new_session();
-            let print = fingerprint(&session);
-            (session, print)
-        });
+        let (session, fresh) = kept_session(&mut slot);
         run(session, &text);
         if fingerprint(session) != *fresh {
             slot = None;
             replaced += 1;
             // The old session's machine thread has ended; the next session starts its own.
-            assert!(threads() <= 1, "{}: a replaced session's thread lives on", input.display());
+            assert!(
+                threads() <= 1,
+                "{}: a replaced session's thread lives on",
+                input.display()
+            );
         }
     }
     println!(

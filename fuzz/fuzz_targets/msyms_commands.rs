@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use dlkm_fuzz::commands::{fingerprint, new_session, run};
+use dlkm_fuzz::commands::{fingerprint, kept_session, run};
 use libfuzzer_sys::fuzz_target;
 use msyms::Session;
 
@@ -18,11 +18,7 @@ static SESSION: Mutex<Option<(Session, String)>> = Mutex::new(None);
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut slot = SESSION.lock().unwrap_or_else(|e| e.into_inner());
-    let (session, fresh) = slot.get_or_insert_with(|| {
-        let session = new_session();
-        let print = fingerprint(&session);
-        (session, print)
-    });
+    let (session, fresh) = kept_session(&mut slot);
     run(session, &text);
     if fingerprint(session) != *fresh {
         *slot = None;

@@ -46,6 +46,15 @@ pub fn new_session() -> Session {
     Session::new(inert.kernel)
 }
 
+/// The session kept across inputs, made when there is none, with its fingerprint when new.
+pub fn kept_session(slot: &mut Option<(Session, String)>) -> &mut (Session, String) {
+    slot.get_or_insert_with(|| {
+        let session = new_session();
+        let print = fingerprint(&session);
+        (session, print)
+    })
+}
+
 /// What the session looks like from outside, to tell whether a command changed it.
 pub fn fingerprint(session: &Session) -> String {
     let kernel = session.kernel();
