@@ -105,7 +105,7 @@ impl MsymsHelper {
             .into_iter()
             .filter_map(|m| self.kernel.module_symbols(m.id))
             .flatten()
-            .map(|s| s.name.to_string());
+            .map(|s| s.name.as_str().to_owned());
         let exports = self.kernel.exports().into_iter().map(|s| s.name);
         let mut names: Vec<String> = module_symbols
             .chain(exports)

@@ -623,7 +623,7 @@ impl Kernel {
             .symbols
             .iter()
             .filter(|s| s.exported)
-            .map(|s| s.name.to_string())
+            .map(|s| s.name.as_str().to_owned())
             .collect();
         Module {
             info: ModuleInfo {
@@ -676,9 +676,9 @@ impl Kernel {
         let id = module.info.id;
         for symbol in module.symbols.iter().filter(|s| s.exported) {
             state.exports.insert(
-                symbol.name.to_string(),
+                symbol.name.as_str().to_owned(),
                 KernelSymbol {
-                    name: symbol.name.to_string(),
+                    name: symbol.name.as_str().to_owned(),
                     address: symbol.address,
                     size: symbol.size,
                     kind: match symbol.ty {
