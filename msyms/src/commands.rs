@@ -441,20 +441,35 @@ pub fn all_names() -> impl Iterator<Item = &'static str> {
 /// The names closest to a mistyped `name`: within a small edit distance, or sharing a prefix,
 /// nearest first.
 pub fn suggest(name: &str) -> Vec<String> {
+    // One-letter aliases (`b`, `x`) are close to everything short: offer them only for names
+    // as short.
+    closest_names(
+        name,
+        all_names().filter(|candidate| candidate.len() > 1 || name.len() <= 2),
+    )
+}
+
+/// The candidates close to `name` (within an edit distance of a third of its length, or one
+/// a prefix of the other), nearest first, at most [`MAX_SUGGESTIONS`].
+pub fn closest_names<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<String> {
     let limit = (name.chars().count() / 3).max(1) + 1;
-    let mut close: Vec<(usize, &str)> = all_names()
+    let mut close: Vec<(usize, &str)> = candidates
         .map(|candidate| (edit_distance(name, candidate), candidate))
-        // One-letter aliases (`b`, `x`) are close to everything short: offer them only for
-        // names as short.
-        .filter(|&(_, candidate)| candidate.len() > 1 || name.len() <= 2)
         .filter(|&(distance, candidate)| {
             distance <= limit
                 || (name.len() >= 2 && (candidate.starts_with(name) || name.starts_with(candidate)))
         })
         .collect();
     close.sort();
-    close.into_iter().map(|(_, c)| c.to_string()).collect()
+    close
+        .into_iter()
+        .take(MAX_SUGGESTIONS)
+        .map(|(_, c)| c.to_string())
+        .collect()
 }
+
+/// The most names a suggestion lists.
+const MAX_SUGGESTIONS: usize = 5;
 
 /// Levenshtein distance over characters.
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -668,6 +683,7 @@ fn ksym(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(
         .ok_or_else(|| CommandError::NoSuchSymbol {
             name: name.to_string(),
             local_to: session.module_defining(name),
+            closest: closest_names(name, session.symbol_names().iter().map(String::as_str)),
         })?;
     print::write_kernel_symbol(out, &symbol)?;
     Ok(())
@@ -757,9 +773,13 @@ fn address_of(session: &Session, text: &str) -> Result<u64, CommandError> {
         Some((name, offset)) => (name, parse_address(offset).map_err(CommandError::Syntax)?),
         None => (text, 0),
     };
-    let base = session.kernel().resolve(name).ok_or_else(|| {
-        CommandError::load(format!("`{name}`"), LoadError::NoSuchSymbol(name.into()))
-    })?;
+    let base = session
+        .kernel()
+        .resolve(name)
+        .ok_or_else(|| CommandError::UnknownSymbol {
+            name: name.to_string(),
+            closest: closest_names(name, session.symbol_names().iter().map(String::as_str)),
+        })?;
     Ok(base.wrapping_add(offset))
 }
 

@@ -40,7 +40,7 @@ pub enum CommandError {
     #[error("terminal: {0}")]
     Terminal(#[from] rustyline::error::ReadlineError),
 
-    #[error("unknown command `{name}`; {}", suggestion_text(suggestions))]
+    #[error("unknown command `{name}`{}", suggestion_text(suggestions))]
     UnknownCommand {
         name: String,
         suggestions: Vec<String>,
@@ -61,13 +61,26 @@ pub enum CommandError {
     NotLoaded(String),
 
     #[error(
-        "no symbol `{name}` in the kernel symbol table{}",
-        local_hint(local_to)
+        "no symbol `{name}` in the kernel symbol table{}{}",
+        local_hint(local_to),
+        did_you_mean(closest)
     )]
     NoSuchSymbol {
         name: String,
         /// The module that has a local symbol of that name, if one does.
         local_to: Option<String>,
+        /// Names in the table or the modules close to it.
+        closest: Vec<String>,
+    },
+
+    #[error(
+        "no symbol `{name}` in the kernel or any module{}",
+        did_you_mean(closest)
+    )]
+    UnknownSymbol {
+        name: String,
+        /// Names in the table or the modules close to it.
+        closest: Vec<String>,
     },
 
     #[error("no {file} in the module path ({})", searched_text(searched))]
@@ -103,9 +116,9 @@ impl CommandError {
 
 fn suggestion_text(suggestions: &[String]) -> String {
     if suggestions.is_empty() {
-        "`help` lists the commands".to_string()
+        "; `help` lists the commands".to_string()
     } else {
-        format!("did you mean: {}?", suggestions.join(", "))
+        did_you_mean(suggestions)
     }
 }
 
@@ -114,6 +127,14 @@ fn local_hint(module: &Option<String>) -> String {
         .as_ref()
         .map(|m| format!(" (module {m} has a local symbol of that name: see `msyms {m}`)"))
         .unwrap_or_default()
+}
+
+fn did_you_mean(closest: &[String]) -> String {
+    if closest.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean: {}?", closest.join(", "))
+    }
 }
 
 fn searched_text(searched: &[PathBuf]) -> String {

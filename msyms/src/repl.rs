@@ -96,24 +96,8 @@ impl MsymsHelper {
         }
     }
 
-    /// Every symbol of every loaded module and of the kernel's table (the host's dynamic
-    /// symbols are looked up on demand, so they are not offered).
     fn symbol_names(&self) -> Vec<String> {
-        let module_symbols = self
-            .kernel
-            .modules()
-            .into_iter()
-            .filter_map(|m| self.kernel.module_symbols(m.id))
-            .flatten()
-            .map(|s| s.name.as_str().to_owned());
-        let exports = self.kernel.exports().into_iter().map(|s| s.name);
-        let mut names: Vec<String> = module_symbols
-            .chain(exports)
-            .filter(|n| !n.is_empty())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
+        crate::session::symbol_names(&self.kernel)
     }
 
     /// The NAMEs `load NAME` finds in the module path.

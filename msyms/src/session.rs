@@ -185,6 +185,13 @@ impl Session {
     }
 
     /// The first module (by id) that defines a symbol called `name`, exported or not.
+    /// Every symbol of every loaded module and of the kernel's table (the host's dynamic
+    /// symbols are looked up on demand, so they are not listed), sorted, once each: what
+    /// completion offers and what a mistyped name is compared with.
+    pub fn symbol_names(&self) -> Vec<String> {
+        symbol_names(&self.kernel)
+    }
+
     pub fn module_defining(&self, name: &str) -> Option<String> {
         self.kernel.modules().into_iter().find_map(|m| {
             let symbols = self.kernel.module_symbols(m.id)?;
@@ -268,4 +275,22 @@ fn read(path: &Path) -> Result<String, CommandError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// See [`Session::symbol_names`]; the REPL's completer has the kernel, not the session.
+pub(crate) fn symbol_names(kernel: &Kernel) -> Vec<String> {
+    let module_symbols = kernel
+        .modules()
+        .into_iter()
+        .filter_map(|m| kernel.module_symbols(m.id))
+        .flatten()
+        .map(|s| s.name.as_str().to_owned());
+    let exports = kernel.exports().into_iter().map(|s| s.name);
+    let mut names: Vec<String> = module_symbols
+        .chain(exports)
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }

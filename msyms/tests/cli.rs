@@ -1146,7 +1146,7 @@ fn addr_errors() {
     run.expect(1);
     assert_eq!(
         run.error_lines(),
-        ["error: `no_such_symbol`: no symbol `no_such_symbol` in the kernel or any module"]
+        ["error: no symbol `no_such_symbol` in the kernel or any module"]
     );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     let run = msyms(&["-c", "addr strlen+0xzz"]);
@@ -1262,4 +1262,28 @@ fn x_refuses_a_length_no_dump_needs_before_reading_anything() {
         "{}",
         run.stderr
     );
+}
+
+/// A mistyped symbol gets the closest names of the modules and the kernel table.
+#[test]
+fn unknown_symbols_suggest_the_closest_names() {
+    let zlib = corpus("gcc-pie").join("zlib.o");
+    let run = msyms(&["-c", &format!("load {}; dis crc3", path_str(&zlib))]);
+    run.expect(1);
+    assert!(
+        run.stderr
+            .contains("no symbol `crc3` in the kernel or any module; did you mean: crc32,"),
+        "{}",
+        run.stderr
+    );
+    let run = msyms(&["-c", &format!("load {}; ksym inflat", path_str(&zlib))]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("did you mean: inflate,"),
+        "{}",
+        run.stderr
+    );
+    let run = msyms(&["-c", "addr qqqqqqqqqq"]);
+    run.expect(1);
+    assert!(!run.stderr.contains("did you mean"), "{}", run.stderr);
 }

@@ -1,6 +1,7 @@
 //! W^X, proved on the process's own memory map: no mapping is ever writable and executable
-//! while real modules are loaded and unloaded, and unloading unmaps each image. Alone in its
-//! test binary, so that no other test maps memory meanwhile.
+//! while real modules are loaded and unloaded, and unloading unmaps each image whole (nothing
+//! of its address range stays mapped). Alone in its test binary, so that no other test maps
+//! memory meanwhile.
 
 #![cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 
@@ -24,12 +25,19 @@ fn writable_and_executable() -> Vec<String> {
         .collect()
 }
 
-fn mapped(base: u64) -> bool {
+/// Whether any mapping of this process overlaps `start..end`.
+fn mapped(start: u64, end: u64) -> bool {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()
-        .filter_map(|l| l.split('-').next())
-        .any(|start| u64::from_str_radix(start, 16) == Ok(base))
+        .filter_map(|l| l.split_whitespace().next()?.split_once('-'))
+        .filter_map(|(a, b)| {
+            Some((
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            ))
+        })
+        .any(|(a, b)| a < end && start < b)
 }
 
 #[test]
@@ -48,15 +56,19 @@ fn images_are_never_writable_and_executable_and_unload_unmaps_them() {
                 Err(LoadError::DuplicateExport { .. }) => continue,
                 Err(e) => panic!("{name}: {e}"),
             };
-            bases.push((id, kernel.module_info(id).unwrap().base));
+            let info = kernel.module_info(id).unwrap();
+            bases.push((id, info.base, info.base + info.size));
             assert_eq!(writable_and_executable(), Vec::<String>::new());
         }
     }
     assert!(bases.len() >= 2);
-    for (id, base) in bases {
-        assert!(mapped(base));
+    for &(id, base, end) in &bases {
+        assert!(mapped(base, end));
         kernel.unload(id).unwrap();
-        assert!(!mapped(base), "{base:#x} still mapped after unload");
+        assert!(
+            !mapped(base, end),
+            "{base:#x}..{end:#x} still mapped after unload"
+        );
         assert_eq!(writable_and_executable(), Vec::<String>::new());
     }
 }
