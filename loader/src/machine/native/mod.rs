@@ -558,9 +558,10 @@ fn flush_icache(_address: u64, _len: u64) {
 mod tests {
     use super::*;
 
-    /// Reservations near the program pack together instead of taking a probe step each: 300
-    /// of 64 KiB fit in a few tens of mebibytes (the steps alone would hold 126), none overlaps
-    /// another, and each is where the machine said.
+    /// Reservations near the program pack together instead of taking a probe step each (the
+    /// steps alone would hold 126 of them): most of 300 of 64 KiB sit right after another, none
+    /// overlaps another, all within reach of the program. Other tests map memory meanwhile, so
+    /// not every one is adjacent.
     #[test]
     fn reservations_near_the_program_pack_together() {
         let machine = NativeMachine::bare();
@@ -576,8 +577,11 @@ mod tests {
         let mut sorted = bases.clone();
         sorted.sort_unstable();
         assert!(sorted.windows(2).all(|w| w[0] + size <= w[1]), "overlap");
-        let span = sorted[sorted.len() - 1] + size - sorted[0];
-        assert!(span < 64 << 20, "300 reservations span {span:#x}");
+        let adjacent = sorted.windows(2).filter(|w| w[0] + size == w[1]).count();
+        assert!(
+            adjacent >= 200,
+            "only {adjacent} of 300 reservations adjacent"
+        );
         assert!(bases
             .iter()
             .all(|b| b.abs_diff(anchor) < NEAR_PROBES * PROBE_STEP));
