@@ -77,15 +77,6 @@ impl std::ops::Deref for SymbolName {
     }
 }
 
-impl From<&str> for SymbolName {
-    fn from(name: &str) -> Self {
-        SymbolName {
-            names: name.into(),
-            range: 0..name.len(),
-        }
-    }
-}
-
 impl PartialEq for SymbolName {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
@@ -223,13 +214,6 @@ pub struct Bindings {
     base: u64,
     symbols: Vec<Option<Resolved>>,
     imports: Vec<Import>,
-}
-
-impl Bindings {
-    /// The undefined symbols and what each was bound to.
-    pub fn imports(&self) -> &[Import] {
-        &self.imports
-    }
 }
 
 /// Links `object` at `base` into a new buffer of the image's size.

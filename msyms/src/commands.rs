@@ -683,7 +683,7 @@ fn ksym(session: &mut Session, args: &Args<'_>, out: &mut dyn Write) -> Result<(
         .ok_or_else(|| CommandError::NoSuchSymbol {
             name: name.to_string(),
             local_to: session.module_defining(name),
-            closest: closest_names(name, session.symbol_names().iter().map(String::as_str)),
+            closest: session.closest_symbols(name),
         })?;
     print::write_kernel_symbol(out, &symbol)?;
     Ok(())
@@ -778,7 +778,7 @@ fn address_of(session: &Session, text: &str) -> Result<u64, CommandError> {
         .resolve(name)
         .ok_or_else(|| CommandError::UnknownSymbol {
             name: name.to_string(),
-            closest: closest_names(name, session.symbol_names().iter().map(String::as_str)),
+            closest: session.closest_symbols(name),
         })?;
     Ok(base.wrapping_add(offset))
 }

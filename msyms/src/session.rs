@@ -192,6 +192,11 @@ impl Session {
         symbol_names(&self.kernel)
     }
 
+    /// The symbol names closest to a mistyped `name`, for the error that reports it.
+    pub fn closest_symbols(&self, name: &str) -> Vec<String> {
+        crate::commands::closest_names(name, self.symbol_names().iter().map(String::as_str))
+    }
+
     pub fn module_defining(&self, name: &str) -> Option<String> {
         self.kernel.modules().into_iter().find_map(|m| {
             let symbols = self.kernel.module_symbols(m.id)?;
