@@ -307,6 +307,8 @@ pub struct Kernel {
     options: KernelOptions,
     state: Mutex<State>,
     load_lock: LoadLock,
+    /// The auto-unloader asked for and not yet started ([`Kernel::start_auto_unload`]).
+    auto_unload: Mutex<Option<usage::AutoUnloadPlan>>,
 }
 
 impl Kernel {
@@ -350,6 +352,7 @@ impl Kernel {
                 ..State::default()
             }),
             load_lock: LoadLock::default(),
+            auto_unload: Mutex::new(None),
         }
     }
 

@@ -209,7 +209,7 @@ impl Kernel {
                 let id = self.load_name_in_chain(&module, &mut Vec::new())?;
                 let mut state = self.state();
                 let module = state.modules.get_mut(&id).ok_or_else(undefined)?;
-                module.info.auto_loaded = true;
+                self.mark_auto_loaded(module);
                 find_symbol(&module.symbols, &symbol).ok_or_else(undefined)?;
                 Ok(Resolved::Armed)
             }

@@ -103,7 +103,7 @@ impl Kernel {
         let id = self.load_name(name)?;
         if already.is_none() {
             if let Some(m) = self.state().modules.get_mut(&id) {
-                m.info.auto_loaded = true;
+                self.mark_auto_loaded(m);
             }
         }
         self.run_driver_entry(id, name, "open", minor)?;
@@ -207,20 +207,45 @@ impl Kernel {
     /// Starts the auto-unloader: a thread that, every `tick`, unloads the auto-loaded
     /// modules that are unreferenced, unheld, closed, not running and idle for their
     /// `unload_delay` (`default_delay` when their metadata gives none; `-1`, or a `None`
-    /// default, never). It ends when the kernel is dropped.
+    /// default, never). It ends when the kernel is dropped. The thread starts with the first
+    /// auto-loaded module, since it has nothing to do before: a program that loads nothing
+    /// on demand (`msyms -c`, say) never pays for it.
     pub fn start_auto_unload(
         kernel: &Arc<Kernel>,
         default_delay: Option<Duration>,
         tick: Duration,
-    ) -> std::thread::JoinHandle<()> {
-        let kernel = Arc::downgrade(kernel);
+    ) {
+        *kernel.auto_unload_plan() = Some(AutoUnloadPlan {
+            kernel: Arc::downgrade(kernel),
+            default_delay,
+            tick,
+        });
+        if kernel.state().modules.values().any(|m| m.info.auto_loaded) {
+            kernel.start_planned_auto_unload();
+        }
+    }
+
+    /// Marks a module loaded on demand, which the auto-unloader may take away again.
+    pub(super) fn mark_auto_loaded(&self, module: &mut Module) {
+        module.info.auto_loaded = true;
+        self.start_planned_auto_unload();
+    }
+
+    fn start_planned_auto_unload(&self) {
+        let Some(plan) = self.auto_unload_plan().take() else {
+            return;
+        };
         std::thread::spawn(move || loop {
-            std::thread::sleep(tick);
-            let Some(kernel) = kernel.upgrade() else {
+            std::thread::sleep(plan.tick);
+            let Some(kernel) = plan.kernel.upgrade() else {
                 return;
             };
-            kernel.unload_idle(default_delay);
-        })
+            kernel.unload_idle(plan.default_delay);
+        });
+    }
+
+    fn auto_unload_plan(&self) -> MutexGuard<'_, Option<AutoUnloadPlan>> {
+        self.auto_unload.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Unloads the auto-loaded modules idle for their unload delay; returns their names.
@@ -275,4 +300,11 @@ impl Kernel {
             }
         }
     }
+}
+
+/// The auto-unloader's settings, kept until its thread starts.
+pub(super) struct AutoUnloadPlan {
+    kernel: Weak<Kernel>,
+    default_delay: Option<Duration>,
+    tick: Duration,
 }
