@@ -212,7 +212,7 @@ fn relocate_section<'data, A: Arch>(
             })?;
         let value = i128::from(symbol) + i128::from(reloc.addend);
         // Debug sections are at address 0: the place matters to no absolute kind.
-        check_value(kind, value, reloc.offset, site, || None)?;
+        check_value(kind, value, reloc.place(), site, || None)?;
         write_data::<A>(
             &mut bytes[reloc.offset as usize..],
             kind.field,

@@ -501,7 +501,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 detail: "the symbol is not in a loaded section".into(),
             })?;
         let a = reloc.addend as i128;
-        let p = self.at(section_offset + reloc.offset) as i128;
+        let p = self.at(section_offset + reloc.place()) as i128;
         let s = match A::undefined_weak_address(kind, p as u64) {
             Some(stand_in)
                 if symbol.undefined_weak && matches!(kind.expr, Expr::Pc | Expr::PagePc) =>
@@ -729,7 +729,7 @@ pub(crate) fn reloc_site(object: &Object, section: &str, reloc: &Reloc) -> Box<R
     Box::new(RelocSite {
         object: object.name.clone(),
         section: section.to_string(),
-        offset: reloc.offset,
+        offset: reloc.place(),
         symbol: object.symbol_display_name(reloc.symbol),
         reloc: object.arch.reloc_name(reloc.r_type),
     })
@@ -753,7 +753,7 @@ pub(crate) fn check_field(
     size: u64,
     site: impl FnOnce() -> Box<RelocSite>,
 ) -> Result<(), LinkError> {
-    let end = reloc.offset.checked_add(kind.field.width() as u64);
+    let end = reloc.place().checked_add(kind.field.width() as u64);
     if end.is_none_or(|e| e > size) {
         return Err(field_outside(kind, size, site()));
     }

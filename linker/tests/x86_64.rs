@@ -274,6 +274,18 @@ fn relocation_outside_its_section_is_an_error() {
     assert!(matches!(err, LinkError::BadRelocation { .. }), "{err}");
 }
 
+/// Offsets are kept in 32 bits: one past 4 GiB cannot be inside any section of a module, and
+/// is refused when read, naming where it points.
+#[test]
+fn a_relocation_offset_past_4_gib_is_malformed() {
+    let mut b = Builder::new(&[0; 4]);
+    let f = b.function("f", 0, 4);
+    b.reloc(0x1_0000_0000, f, 0, elf::R_X86_64_64);
+    let err = Object::parse("far.o", &b.bytes()).unwrap_err();
+    assert!(matches!(err, LinkError::Malformed { .. }), "{err}");
+    assert!(err.to_string().contains(".text+0x100000000"), "{err}");
+}
+
 #[test]
 fn size_relocations_give_the_symbol_size() {
     let mut b = Builder::new(&[0; 16]);

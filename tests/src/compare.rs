@@ -313,11 +313,11 @@ fn x86_64_targets(
         let target = lld::x86_64_got_target(
             linked.image,
             section_address,
-            reloc.offset as usize,
+            reloc.place() as usize,
             reloc.addend,
             got,
         );
-        targets.insert((reloc.offset, reloc.symbol), target);
+        targets.insert((reloc.place(), reloc.symbol), target);
     }
     targets
 }
@@ -341,17 +341,17 @@ fn aarch64_targets(
             continue;
         };
         let key = (reloc.symbol, reloc.addend);
-        let site = (reloc.offset, reloc.symbol);
-        let place = section_address + reloc.offset;
+        let site = (reloc.place(), reloc.symbol);
+        let place = section_address + reloc.place();
         match kind.expr {
             Expr::GotSlotPagePc => pages
                 .entry(key)
                 .or_default()
-                .push(word(reloc.offset).map(|w| adrp_target(w, place))),
-            Expr::GotSlot => lows.push((site, key, word(reloc.offset).map(ldr64_offset))),
+                .push(word(reloc.place()).map(|w| adrp_target(w, place))),
+            Expr::GotSlot => lows.push((site, key, word(reloc.place()).map(ldr64_offset))),
             Expr::GotSlotPageOffset => {
                 // `ldr xN, [xN, #:gotpage_lo15:sym]` after `adrp xN, _GLOBAL_OFFSET_TABLE_`.
-                let slot = word(reloc.offset).map(|w| (linked.got.0 & !0xfff) + ldr64_offset(w));
+                let slot = word(reloc.place()).map(|w| (linked.got.0 & !0xfff) + ldr64_offset(w));
                 let target = slot.and_then(|s| linked.got_entry(object.arch, s));
                 targets.insert(site, target);
             }
@@ -392,13 +392,13 @@ fn gp_targets(object: &Object, index: usize, linked: &Linked) -> BTreeMap<Site, 
         if kind.expr != Expr::GpRel {
             continue;
         }
-        let word = read_u32(object.arch, linked.image, reloc.offset as usize);
+        let word = read_u32(object.arch, linked.image, reloc.place() as usize);
         let offset = word.map(|w| match kind.field.width() {
             4 if matches!(kind.field, dlkm_linker::Field::Data32) => w as i32 as i64,
             _ => w as u16 as i16 as i64,
         });
         let target = offset.map(|o| (linked.gp as i64).wrapping_add(o) as u64 & 0xffff_ffff);
-        targets.insert((reloc.offset, reloc.symbol), target);
+        targets.insert((reloc.place(), reloc.symbol), target);
     }
     targets
 }

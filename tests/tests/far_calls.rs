@@ -149,8 +149,8 @@ fn check(object: &Object, functions: u64, expect_stubs: bool) -> Result<Seen, St
             if kind.stub != StubUse::Branch {
                 continue;
             }
-            let at = (offset + reloc.offset) as usize;
-            let place = BASE + offset + reloc.offset;
+            let at = (offset + reloc.place()) as usize;
+            let place = BASE + offset + reloc.place();
             let target = branch_target(arch, &image, at, place);
             let symbol = &object.symbols[reloc.symbol as usize];
             // x86_64 keeps the addend (-4, the rest of the instruction) at the site.

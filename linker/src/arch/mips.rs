@@ -492,7 +492,7 @@ impl<const BIG: bool> Arch for Mips<BIG> {
                     reloc.offset
                 ));
             }
-            reloc.addend = read_field::<Self>(data, reloc.offset, kind.field)?;
+            reloc.addend = read_field::<Self>(data, reloc.place(), kind.field)?;
         }
 
         // (symbol, LO type) -> the low half of the nearest such LO16 below.

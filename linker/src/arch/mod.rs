@@ -363,7 +363,7 @@ pub(crate) trait Arch {
             let Ok(kind) = Self::classify(reloc.r_type) else {
                 continue; // reported when the object is laid out
             };
-            reloc.addend = read_field::<Self>(data, reloc.offset, kind.field)?;
+            reloc.addend = read_field::<Self>(data, reloc.place(), kind.field)?;
         }
         Ok(())
     }
