@@ -11,9 +11,10 @@ need_component() {
         rustup component add "$2"
     fi
 }
-# A one-off build from a clean clone keeps no incremental caches: they would only take disk.
+# A one-off build from a clean clone keeps no incremental caches and only line tables for
+# debug info (backtraces keep their files and lines): the rest would only take disk.
 if [ -n "${CI:-}" ]; then
-    export CARGO_INCREMENTAL=0
+    export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
 fi
 
 need_component fmt rustfmt
