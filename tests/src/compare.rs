@@ -341,17 +341,18 @@ fn aarch64_targets(
             continue;
         };
         let key = (reloc.symbol, reloc.addend);
-        let site = (reloc.place(), reloc.symbol);
-        let place = section_address + reloc.place();
+        let offset = reloc.place();
+        let site = (offset, reloc.symbol);
+        let place = section_address + offset;
         match kind.expr {
             Expr::GotSlotPagePc => pages
                 .entry(key)
                 .or_default()
-                .push(word(reloc.place()).map(|w| adrp_target(w, place))),
-            Expr::GotSlot => lows.push((site, key, word(reloc.place()).map(ldr64_offset))),
+                .push(word(offset).map(|w| adrp_target(w, place))),
+            Expr::GotSlot => lows.push((site, key, word(offset).map(ldr64_offset))),
             Expr::GotSlotPageOffset => {
                 // `ldr xN, [xN, #:gotpage_lo15:sym]` after `adrp xN, _GLOBAL_OFFSET_TABLE_`.
-                let slot = word(reloc.place()).map(|w| (linked.got.0 & !0xfff) + ldr64_offset(w));
+                let slot = word(offset).map(|w| (linked.got.0 & !0xfff) + ldr64_offset(w));
                 let target = slot.and_then(|s| linked.got_entry(object.arch, s));
                 targets.insert(site, target);
             }
