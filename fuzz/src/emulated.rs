@@ -276,7 +276,7 @@ fn unload_checked(inert: &InertKernel, id: ModuleId) {
         let _ = kernel.describe_address(symbol.address);
         if symbol.exported {
             let entry = kernel
-                .lookup(&symbol.name)
+                .lookup(symbol.name)
                 .unwrap_or_else(|| panic!("export {} is not in the kernel table", symbol.name));
             assert!(
                 matches!(entry.owner, Owner::Module(owner, _) if owner == id),

@@ -22,6 +22,8 @@
 //!   every relocation and reading the constructor tables. Its bindings (a clone of `resolve`'s)
 //!   and a zeroed image are made per iteration outside the timing.
 //! - `together`: [`link`]: `resolve`, then `relocate` into a buffer it allocates.
+//! - `debug object`: [`debug_object`] without DWARF, what the native machine hands gdb for
+//!   every module: the symbol table and `.eh_frame` of the linked module.
 //!
 //! `relocate` and `together` report throughput in relocations: those of the loaded sections,
 //! so criterion prints relocations per second. Each phase's result is returned from the timed
@@ -43,8 +45,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use dlkm_linker::{
-    layout, link, relocate_into, resolve, ExternalKind, ExternalSymbol, Layout, LayoutOptions,
-    Object, StubUse, SymbolDef,
+    debug_object, layout, link, relocate_into, resolve, ExternalKind, ExternalSymbol, Layout,
+    LayoutOptions, Object, StubUse, SymbolDef,
 };
 
 /// The corpus variant benchmarked for each architecture.
@@ -203,6 +205,16 @@ fn bench_program(c: &mut Criterion, name: &str, bytes: &[u8]) {
             |()| link(&object, &planned, BASE, &mut resolver).expect("link"),
             BatchSize::PerIteration,
         )
+    });
+    let (image, _) = link(&object, &planned, BASE, &mut resolver).expect("link");
+    let eh_frames: Vec<&[u8]> = planned
+        .eh_frames
+        .iter()
+        .map(|f| &image[f.offset as usize..(f.offset + f.size) as usize])
+        .collect();
+    group.throughput(Throughput::Elements(output.symbols.len() as u64));
+    group.bench_function("debug object", |b| {
+        b.iter(|| debug_object(&object, &planned, &output, &eh_frames, false).expect("debug"))
     });
     group.finish();
 }

@@ -22,7 +22,8 @@ use crate::arch::ArchKind;
 use crate::error::{malformed, LinkError};
 use crate::input::{Object, SectionKind, SymbolType};
 use crate::layout::Layout;
-use crate::link::{LinkOutput, LinkedSymbol};
+use crate::link::LinkOutput;
+use crate::linked_symbols::LinkedSymbol;
 
 /// An ELF object describing a linked module for debuggers; see the module documentation.
 #[derive(Debug, Clone)]
@@ -92,11 +93,14 @@ pub fn debug_object(
         info: 0,
         entsize: 0,
     }];
+    // Where each input section went among them.
+    let mut placed_as = vec![None; object.sections.len()];
     for (index, offset) in layout.section_offsets.iter().enumerate() {
         let (Some(offset), Some(section)) = (offset, object.sections.get(index)) else {
             continue;
         };
         let Some(kind) = section.kind else { continue };
+        placed_as[index] = Some(sections.len());
         let bytes = layout
             .eh_frames
             .iter()
@@ -126,7 +130,6 @@ pub fn debug_object(
             entsize: 0,
         });
     }
-    let placed = sections.len();
     for (name, bytes) in debug.iter().flatten() {
         sections.push(OutSection {
             name,
@@ -150,52 +153,7 @@ pub fn debug_object(
     }
 
     let mut out = Out::new(object.arch);
-    // Symbols, the locals first as ELF wants them. One outside every placed section (COMMON,
-    // absolute) is absolute.
-    // Symbols come grouped by section: the last one's section is tried first.
-    let mut last = None;
-    let mut symbols: Vec<(&LinkedSymbol, Option<usize>)> = output
-        .symbols
-        .iter()
-        .filter(|s| s.ty != SymbolType::Tls)
-        .map(|s| {
-            let found = last
-                .filter(|&i| holds(&sections[i], s))
-                .or_else(|| section_of(&sections[..placed], s));
-            last = found.or(last);
-            (s, found)
-        })
-        .collect();
-    symbols.sort_by_key(|(s, _)| s.exported);
-    let locals = symbols.iter().filter(|(s, _)| !s.exported).count() as u32 + 1;
-    let mut strtab =
-        Vec::with_capacity(1 + symbols.iter().map(|(s, _)| s.name.len() + 1).sum::<usize>());
-    strtab.push(0);
-    let mut symtab = Out::new(object.arch);
-    symtab
-        .bytes
-        .reserve((symbols.len() + 1) * symtab.sym_size() as usize);
-    symtab.symbol(0, 0, 0, 0, 0);
-    for (symbol, section) in &symbols {
-        let name = strtab.len() as u32;
-        strtab.extend_from_slice(symbol.name.as_bytes());
-        strtab.push(0);
-        let binding = if symbol.exported {
-            elf::STB_GLOBAL
-        } else {
-            elf::STB_LOCAL
-        };
-        let ty = match symbol.ty {
-            SymbolType::Function | SymbolType::IFunc => elf::STT_FUNC,
-            SymbolType::Object => elf::STT_OBJECT,
-            _ => elf::STT_NOTYPE,
-        };
-        let (shndx, value) = match section {
-            Some(i) => (*i as u16, symbol.address.wrapping_sub(sections[*i].address)),
-            None => (elf::SHN_ABS, symbol.address),
-        };
-        symtab.symbol(name, (binding << 4) | ty, shndx, value, symbol.size);
-    }
+    let (symtab, strtab, locals) = symbol_tables(object.arch, output, &sections, &placed_as);
     let word = u64::from(out.word());
     sections.push(OutSection {
         name: ".symtab",
@@ -242,6 +200,15 @@ pub fn debug_object(
     });
 
     // The file: header, contents, section headers.
+    let contents: usize = sections
+        .iter()
+        .filter_map(|s| s.bytes)
+        .map(|b| b.len())
+        .sum();
+    let alignment: u64 = sections.iter().map(|s| s.align.max(1) - 1).sum();
+    let headers = (sections.len() + 1) * out.section_header_size();
+    out.bytes
+        .reserve(contents + alignment as usize + headers + out.header_size());
     out.header_placeholder();
     let mut offsets = Vec::with_capacity(sections.len());
     for section in &sections {
@@ -294,17 +261,59 @@ fn append_name(table: &mut Vec<u8>, name: &str) -> u32 {
     at
 }
 
-/// The placed section (an index of `sections`) `symbol` is defined in: its input section by
-/// name, holding its address.
-fn section_of(sections: &[OutSection], symbol: &LinkedSymbol) -> Option<usize> {
-    sections.iter().position(|p| holds(p, symbol))
+/// The symbol and string tables of the module's symbols, and how many locals (the null
+/// symbol included) come first, as ELF wants them. A symbol is relative to the placed section
+/// it was defined in (`placed_as` maps input sections to `sections`); one outside every placed
+/// section (COMMON, absolute) is absolute. Thread-local symbols are left out: they have no
+/// address.
+fn symbol_tables(
+    arch: ArchKind,
+    output: &LinkOutput,
+    sections: &[OutSection],
+    placed_as: &[Option<usize>],
+) -> (Out, Vec<u8>, u32) {
+    let count = output.symbols.len() + 1;
+    let mut strtab = Vec::with_capacity(count + output.symbols.names_len());
+    strtab.push(0);
+    let mut symtab = Out::new(arch);
+    symtab.bytes.reserve(count * symtab.sym_size() as usize);
+    symtab.symbol(0, 0, 0, 0, 0);
+    let mut locals = 1;
+    for exported in [false, true] {
+        let symbols = output.symbols.iter_with_sections();
+        for (symbol, input) in symbols.filter(|(s, _)| s.exported == exported) {
+            if symbol.ty == SymbolType::Tls {
+                continue;
+            }
+            let name = strtab.len() as u32;
+            strtab.extend_from_slice(symbol.name.as_bytes());
+            strtab.push(0);
+            let binding = if exported {
+                elf::STB_GLOBAL
+            } else {
+                locals += 1;
+                elf::STB_LOCAL
+            };
+            let ty = match symbol.ty {
+                SymbolType::Function | SymbolType::IFunc => elf::STT_FUNC,
+                SymbolType::Object => elf::STT_OBJECT,
+                _ => elf::STT_NOTYPE,
+            };
+            let placed = placed_as.get(input).copied().flatten();
+            let (shndx, value) = match placed.filter(|&i| holds(&sections[i], &symbol)) {
+                Some(i) => (i as u16, symbol.address.wrapping_sub(sections[i].address)),
+                None => (elf::SHN_ABS, symbol.address),
+            };
+            symtab.symbol(name, (binding << 4) | ty, shndx, value, symbol.size);
+        }
+    }
+    (symtab, strtab, locals)
 }
 
+/// Whether `symbol` lies in the placed `section` (its end included, where a symbol marking
+/// the end of a section sits).
 fn holds(section: &OutSection, symbol: &LinkedSymbol) -> bool {
-    symbol.address >= section.address
-        && symbol.address - section.address <= section.size
-        && section.sh_type != elf::SHT_NULL
-        && section.name == &*symbol.section
+    symbol.address >= section.address && symbol.address - section.address <= section.size
 }
 
 fn e_machine(arch: ArchKind) -> u16 {
@@ -355,6 +364,15 @@ impl Out {
             64
         } else {
             52
+        }
+    }
+
+    /// `Elf32_Shdr` or `Elf64_Shdr`.
+    fn section_header_size(&self) -> usize {
+        if self.wide {
+            64
+        } else {
+            40
         }
     }
 
@@ -548,7 +566,7 @@ mod tests {
             for linked in &output.symbols {
                 let symbol = file
                     .symbols()
-                    .find(|s| s.name() == Ok(linked.name.as_str()))
+                    .find(|s| s.name() == Ok(linked.name))
                     .unwrap_or_else(|| panic!("{path}: no symbol {}", linked.name));
                 // A relocatable object's values are relative to their section.
                 let section = symbol

@@ -4,9 +4,9 @@
 //! used, so that the later phases can index without panicking.
 
 use object::elf;
-use object::read::elf::{ElfFile, FileHeader, Rel as _, Rela as _, SectionHeader as _};
-use object::read::{Object as _, ObjectSection as _, ObjectSymbol as _};
-use object::{Endianness, SectionFlags, SectionIndex, SymbolFlags, SymbolSection};
+use object::read::elf::{ElfFile, FileHeader, Rel as _, Rela as _, SectionHeader as _, Sym as _};
+use object::read::{Object as _, ObjectSection as _};
+use object::{Endianness, SectionFlags, SectionIndex, SymbolIndex};
 
 use crate::arch::{Arch, ArchKind};
 use crate::error::{malformed, LinkError};
@@ -273,6 +273,7 @@ impl<'data> Object<'data> {
 
     /// A relocation of section `section` whose symbol index is inside the table; `addend` is
     /// `None` for REL entries, whose addends are still to be read.
+    #[inline]
     fn checked_reloc(
         &self,
         section: &str,
@@ -281,28 +282,32 @@ impl<'data> Object<'data> {
         symbol: u32,
         addend: Option<i64>,
     ) -> Result<Reloc, LinkError> {
-        if symbol as usize >= self.symbols.len() {
-            return Err(malformed(
-                &self.name,
-                format!(
-                    "relocation at {section}+{offset:#x} names symbol index {symbol}, the table has {}",
-                    self.symbols.len()
-                ),
-            ));
+        match u32::try_from(offset) {
+            Ok(offset) if (symbol as usize) < self.symbols.len() => Ok(Reloc {
+                offset,
+                r_type,
+                symbol,
+                addend: addend.unwrap_or(0),
+                implicit_addend: addend.is_none(),
+            }),
+            _ => Err(self.bad_reloc(section, offset, symbol)),
         }
-        let offset = u32::try_from(offset).map_err(|_| {
-            malformed(
-                &self.name,
-                format!("relocation at {section}+{offset:#x} lies past the end of its section"),
+    }
+
+    #[cold]
+    fn bad_reloc(&self, section: &str, offset: u64, symbol: u32) -> LinkError {
+        let problem = if symbol as usize >= self.symbols.len() {
+            format!(
+                "names symbol index {symbol}, the table has {}",
+                self.symbols.len()
             )
-        })?;
-        Ok(Reloc {
-            offset,
-            r_type,
-            symbol,
-            addend: addend.unwrap_or(0),
-            implicit_addend: addend.is_none(),
-        })
+        } else {
+            "lies past the end of its section".to_string()
+        };
+        malformed(
+            &self.name,
+            format!("relocation at {section}+{offset:#x} {problem}"),
+        )
     }
 
     /// REL objects keep addends in the relocated bytes: read them once, here, so every later
@@ -460,17 +465,40 @@ fn parse_symbols<'data>(
     file: &object::File<'data>,
     section_count: usize,
 ) -> Result<Vec<Symbol<'data>>, LinkError> {
-    let mut symbols = vec![Symbol::null()];
-    for symbol in file.symbols() {
-        let index = symbol.index().0;
-        if index >= symbols.len() {
-            symbols.resize(index + 1, Symbol::null());
+    match file {
+        object::File::Elf32(elf) => elf_symbols(name, elf, section_count),
+        object::File::Elf64(elf) => elf_symbols(name, elf, section_count),
+        _ => Err(malformed(name, "not an ELF file")),
+    }
+}
+
+/// The symbol table read straight from the ELF entries, index for index (entry 0 the null
+/// symbol).
+fn elf_symbols<'data, Elf: FileHeader<Endian = Endianness>>(
+    name: &str,
+    elf: &ElfFile<'data, Elf>,
+    section_count: usize,
+) -> Result<Vec<Symbol<'data>>, LinkError> {
+    let endian = elf.endian();
+    let table = elf.elf_symbol_table();
+    let names = match table.symbols() {
+        [] => SymbolNames::new(&[]),
+        _ => {
+            let header = (elf.elf_section_table())
+                .section(table.string_section())
+                .map_err(|e| malformed(name, e))?;
+            let bytes = (header.data(endian, elf.data()))
+                .map_err(|e| malformed(name, format!("symbol names: {e}")))?;
+            SymbolNames::new(bytes)
         }
-        let symbol_name = symbol.name().map_err(|e| malformed(name, e))?;
-        let SymbolFlags::Elf { st_info, st_other } = symbol.flags() else {
-            return Err(malformed(name, "symbol without ELF flags"));
-        };
-        let ty = match st_info & 0xf {
+    };
+    let mut symbols = Vec::with_capacity(table.len().max(1));
+    symbols.push(Symbol::null());
+    for (index, sym) in table.symbols().iter().enumerate().skip(1) {
+        let symbol_name = names
+            .get(sym.st_name(endian))
+            .ok_or_else(|| malformed(name, format!("symbol #{index} has no readable name")))?;
+        let ty = match sym.st_type() {
             elf::STT_NOTYPE => SymbolType::NoType,
             elf::STT_OBJECT | elf::STT_COMMON => SymbolType::Object,
             elf::STT_FUNC => SymbolType::Function,
@@ -480,13 +508,14 @@ fn parse_symbols<'data>(
             elf::STT_GNU_IFUNC => SymbolType::IFunc,
             other => SymbolType::Other(other),
         };
-        let def = match symbol.section() {
-            SymbolSection::Undefined | SymbolSection::None | SymbolSection::Unknown => {
-                SymbolDef::Undefined
-            }
-            SymbolSection::Absolute => SymbolDef::Absolute,
-            SymbolSection::Common => {
-                let align = symbol.address().max(1);
+        let value: u64 = sym.st_value(endian).into();
+        let def = match sym.st_shndx(endian) {
+            elf::SHN_UNDEF => SymbolDef::Undefined,
+            // A file symbol's absolute index means no section, not an address.
+            elf::SHN_ABS if ty == SymbolType::File => SymbolDef::Undefined,
+            elf::SHN_ABS => SymbolDef::Absolute,
+            elf::SHN_COMMON => {
+                let align = value.max(1);
                 if !align.is_power_of_two() {
                     return Err(malformed(
                         name,
@@ -495,32 +524,90 @@ fn parse_symbols<'data>(
                 }
                 SymbolDef::Common { align }
             }
-            SymbolSection::Section(SectionIndex(s)) => {
-                if s >= section_count {
-                    return Err(malformed(
-                        name,
-                        format!("symbol {symbol_name} is in section #{s}, which does not exist"),
-                    ));
-                }
-                SymbolDef::Section(s)
+            elf::SHN_XINDEX => match table.shndx(endian, SymbolIndex(index)) {
+                Some(0) | None => SymbolDef::Undefined,
+                Some(s) => defined_in(name, symbol_name, s as usize, section_count)?,
+            },
+            s if s < elf::SHN_LORESERVE => {
+                defined_in(name, symbol_name, s as usize, section_count)?
             }
-            _ => {
-                return Err(malformed(
-                    name,
-                    format!("symbol {symbol_name}: unusual section"),
-                ))
-            }
+            // Other reserved indexes (processor-specific commons) name no section here; a
+            // reference to such a symbol is resolved like any undefined one.
+            _ => SymbolDef::Undefined,
         };
-        symbols[index] = Symbol {
+        symbols.push(Symbol {
             name: symbol_name,
-            value: symbol.address(),
-            size: symbol.size(),
+            value,
+            size: sym.st_size(endian).into(),
             def,
-            global: symbol.is_global(),
-            weak: symbol.is_weak(),
-            hidden: matches!(st_other & 0x3, elf::STV_HIDDEN | elf::STV_INTERNAL),
+            global: sym.st_bind() != elf::STB_LOCAL,
+            weak: sym.st_bind() == elf::STB_WEAK,
+            hidden: matches!(sym.st_other() & 0x3, elf::STV_HIDDEN | elf::STV_INTERNAL),
             ty,
-        };
+        });
     }
     Ok(symbols)
+}
+
+/// A string table's names as `str`s. The table is checked for UTF-8 once, whole, and a name
+/// is then a slice of it; one that is not UTF-8 throughout has its names checked one by one.
+struct SymbolNames<'data> {
+    bytes: &'data [u8],
+    text: Option<&'data str>,
+}
+
+impl<'data> SymbolNames<'data> {
+    fn new(bytes: &'data [u8]) -> Self {
+        SymbolNames {
+            bytes,
+            text: std::str::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// The NUL-terminated name at `offset`, if it is inside the table and UTF-8.
+    fn get(&self, offset: u32) -> Option<&'data str> {
+        let start = offset as usize;
+        let len = self.bytes.get(start..)?.iter().position(|&b| b == 0)?;
+        match self.text {
+            Some(text) => text.get(start..start + len),
+            None => std::str::from_utf8(&self.bytes[start..start + len]).ok(),
+        }
+    }
+}
+
+/// A symbol defined in section `index`, which must exist.
+fn defined_in(
+    object: &str,
+    symbol: &str,
+    index: usize,
+    section_count: usize,
+) -> Result<SymbolDef, LinkError> {
+    if index >= section_count {
+        return Err(malformed(
+            object,
+            format!("symbol {symbol} is in section #{index}, which does not exist"),
+        ));
+    }
+    Ok(SymbolDef::Section(index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SymbolNames;
+
+    #[test]
+    fn symbol_names_are_read_whether_or_not_the_whole_table_is_utf8() {
+        let whole = SymbolNames::new(b"\0main\0caf\xc3\xa9\0");
+        assert_eq!(whole.get(1), Some("main"));
+        assert_eq!(whole.get(6), Some("caf\u{e9}"));
+        // Into the middle of a character: not a name.
+        assert_eq!(whole.get(10), None);
+        assert_eq!(whole.get(11), Some(""));
+        assert_eq!(whole.get(12), None);
+        let broken = SymbolNames::new(b"\0main\0\xff\0tail");
+        assert_eq!(broken.get(1), Some("main"));
+        assert_eq!(broken.get(6), None);
+        // Without its terminating NUL.
+        assert_eq!(broken.get(8), None);
+    }
 }

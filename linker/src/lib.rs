@@ -17,6 +17,7 @@ mod error;
 mod input;
 mod layout;
 mod link;
+mod linked_symbols;
 
 pub use arch::{ArchKind, Expr, Field, Range, RelocKind, StubUse};
 pub use debug::{debug_sections, DebugSections, SkippedSection};
@@ -29,8 +30,9 @@ pub use layout::{
 };
 pub use link::{
     link, link_into, relocate_into, resolve, Bindings, ExternalKind, ExternalSymbol, Import,
-    LinkOutput, LinkedSymbol, Resolver, SymbolName,
+    LinkOutput, Resolver,
 };
+pub use linked_symbols::{LinkedSymbol, LinkedSymbols};
 
 /// Runs `$body` with `$A` bound to the architecture type of `$kind`: one dispatch per object,
 /// none per relocation.

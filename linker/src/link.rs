@@ -6,8 +6,8 @@ use crate::arch::{page, Arch, Expr, Field, RelocKind, StubUse};
 use crate::error::{LinkError, RelocSite};
 use crate::input::{Object, Reloc, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
+use crate::linked_symbols::{LinkedSymbol, LinkedSymbols, LinkedSymbolsBuilder};
 use crate::with_arch;
-use std::sync::Arc;
 
 /// The psABI's name for the GOT's base, which the linker defines.
 const GOT_SYMBOL: &str = "_GLOBAL_OFFSET_TABLE_";
@@ -40,75 +40,6 @@ impl<F: FnMut(&str) -> Option<ExternalSymbol>> Resolver for F {
     }
 }
 
-/// A symbol of the linked module, at its final address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkedSymbol {
-    pub name: SymbolName,
-    pub address: u64,
-    pub size: u64,
-    pub ty: SymbolType,
-    /// Visible to the kernel and other modules.
-    pub exported: bool,
-    /// The section it is defined in (`*common*`, `*abs*` for those without one); shared by
-    /// the section's symbols, thousands in a large object.
-    pub section: std::sync::Arc<str>,
-}
-
-/// A linked symbol's name: a slice of one buffer holding all of its module's names, so the
-/// thousands of symbols of a large module cost one allocation to make and one to free, not
-/// one each. Reads as a `str`.
-#[derive(Clone)]
-pub struct SymbolName {
-    names: Arc<str>,
-    range: std::ops::Range<usize>,
-}
-
-impl SymbolName {
-    pub fn as_str(&self) -> &str {
-        &self.names[self.range.clone()]
-    }
-}
-
-impl std::ops::Deref for SymbolName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl PartialEq for SymbolName {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for SymbolName {}
-
-impl PartialEq<str> for SymbolName {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for SymbolName {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl std::fmt::Debug for SymbolName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for SymbolName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
 /// An undefined symbol of the module and what it was bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {
@@ -121,7 +52,7 @@ pub struct Import {
 #[derive(Debug, Clone)]
 pub struct LinkOutput {
     pub base: u64,
-    pub symbols: Vec<LinkedSymbol>,
+    pub symbols: LinkedSymbols,
     pub imports: Vec<Import>,
     /// Constructors in the order to run them.
     pub init_array: Vec<u64>,
@@ -278,7 +209,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         let (init_array, fini_array) = self.constructors(image);
         Ok(LinkOutput {
             base: self.base,
-            symbols: self.defined_symbols(),
+            symbols: self.defined_symbols()?,
             imports,
             init_array,
             fini_array,
@@ -671,50 +602,44 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             .collect()
     }
 
-    fn defined_symbols(&self) -> Vec<LinkedSymbol> {
+    /// The symbols the module defines, named, at their addresses: every one but section and
+    /// file symbols.
+    fn defined_symbols(&self) -> Result<LinkedSymbols, LinkError> {
         let object = self.object;
-        let section_names: Vec<Arc<str>> = object.sections.iter().map(|s| s.name.into()).collect();
-        let (common, absolute): (Arc<str>, Arc<str>) = ("*common*".into(), "*abs*".into());
-        let defined: Vec<(&crate::input::Symbol, Resolved)> = object
-            .symbols
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                !s.name.is_empty()
-                    && !matches!(s.def, SymbolDef::Undefined)
-                    && !matches!(s.ty, SymbolType::Section | SymbolType::File)
-            })
-            .filter_map(|(i, s)| Some((s, self.symbols[i]?)))
-            .collect();
-        let mut text = String::with_capacity(defined.iter().map(|(s, _)| s.name.len()).sum());
-        for (symbol, _) in &defined {
-            text.push_str(symbol.name);
+        let mut sections: Vec<Box<str>> = object.sections.iter().map(|s| s.name.into()).collect();
+        let (common, absolute) = (sections.len(), sections.len() + 1);
+        sections.extend(["*common*".into(), "*abs*".into()]);
+        let name_bytes = object.symbols.iter().map(|s| s.name.len()).sum();
+        let mut table = LinkedSymbolsBuilder::new(sections, object.symbols.len(), name_bytes);
+        for (symbol, resolved) in object.symbols.iter().zip(&self.symbols) {
+            let Some(resolved) = resolved else { continue };
+            if symbol.name.is_empty()
+                || matches!(symbol.def, SymbolDef::Undefined)
+                || matches!(symbol.ty, SymbolType::Section | SymbolType::File)
+            {
+                continue;
+            }
+            let section = match symbol.def {
+                SymbolDef::Section(index) => index,
+                SymbolDef::Common { .. } => common,
+                _ => absolute,
+            };
+            let linked = LinkedSymbol {
+                name: symbol.name,
+                address: resolved.address,
+                size: symbol.size,
+                ty: symbol.ty,
+                exported: symbol.is_exported(),
+                section: "",
+            };
+            table
+                .push(linked, section)
+                .map_err(|_| LinkError::Unsupported {
+                    object: object.name.clone(),
+                    what: "symbol names of more than 4 GiB in all".into(),
+                })?;
         }
-        let names: Arc<str> = text.into();
-        let mut start = 0;
-        defined
-            .into_iter()
-            .map(|(s, resolved)| {
-                let section = match s.def {
-                    SymbolDef::Section(index) => &section_names[index],
-                    SymbolDef::Common { .. } => &common,
-                    _ => &absolute,
-                };
-                let range = start..start + s.name.len();
-                start = range.end;
-                LinkedSymbol {
-                    name: SymbolName {
-                        names: Arc::clone(&names),
-                        range,
-                    },
-                    address: resolved.address,
-                    size: s.size,
-                    ty: s.ty,
-                    exported: s.is_exported(),
-                    section: Arc::clone(section),
-                }
-            })
-            .collect()
+        Ok(table.finish())
     }
 }
 

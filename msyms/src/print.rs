@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dlkm_linker::{ExternalKind, LinkedSymbol, SymbolType};
+use dlkm_linker::{ExternalKind, LinkedSymbols, SymbolType};
 use dlkm_loader::{KernelSymbol, ModuleInfo, ModuleState, Owner};
 
 /// The header of the `modules` table, as the contract spells it.
@@ -34,7 +34,7 @@ pub fn write_modules(out: &mut dyn Write, modules: &[ModuleInfo]) -> io::Result<
 
 /// A module's symbols, one per line: address, size, kind, name; in the order given (the
 /// kernel gives them by address).
-pub fn write_symbols(out: &mut dyn Write, symbols: &[LinkedSymbol]) -> io::Result<()> {
+pub fn write_symbols(out: &mut dyn Write, symbols: &LinkedSymbols) -> io::Result<()> {
     for s in symbols {
         writeln!(
             out,

@@ -288,8 +288,12 @@ pub(crate) fn symbol_names(kernel: &Kernel) -> Vec<String> {
         .modules()
         .into_iter()
         .filter_map(|m| kernel.module_symbols(m.id))
-        .flatten()
-        .map(|s| s.name.as_str().to_owned());
+        .flat_map(|symbols| {
+            symbols
+                .iter()
+                .map(|s| s.name.to_owned())
+                .collect::<Vec<_>>()
+        });
     let exports = kernel.exports().into_iter().map(|s| s.name);
     let mut names: Vec<String> = module_symbols
         .chain(exports)

@@ -14,7 +14,7 @@ fn a_symbol_size_past_the_address_space_is_described_without_overflow() {
     let path = corpus_dir().join("fuzz-regressions/load_emulated/symbol-size-overflow.o");
     let kernel = Kernel::emulated(ArchKind::Aarch64).unwrap();
     let id = kernel.load_path(&path).unwrap();
-    for symbol in kernel.module_symbols(id).unwrap() {
+    for symbol in &kernel.module_symbols(id).unwrap() {
         let described = kernel.describe_address(symbol.address).unwrap_or_default();
         assert!(described.starts_with("lc_base"), "{described}");
     }

@@ -377,7 +377,7 @@ impl Kernel {
         );
         module.lines = lines;
         let load_name = metadata.entry_point("load");
-        let load_entry = find_symbol(&module.symbols, &load_name);
+        let load_entry = module.entry_point(&load_name);
         self.add_module(&mut state, module);
         drop(state);
 
@@ -613,9 +613,10 @@ impl Kernel {
             })
             .collect();
         let (load, unload) = (metadata.entry_point("load"), metadata.entry_point("unload"));
-        let mut entry_points: Vec<(String, u64)> = [&load, &unload]
-            .iter()
-            .filter_map(|e| Some((e.to_string(), find_symbol(&output.symbols, e)?)))
+        let [load_at, unload_at] = output.symbols.addresses_of([&load, &unload]);
+        let mut entry_points: Vec<(String, u64)> = [(&load, load_at), (&unload, unload_at)]
+            .into_iter()
+            .filter_map(|(name, at)| Some((name.to_string(), at?)))
             .collect();
         entry_points.extend(output.init_array.iter().map(|&a| (".init_array".into(), a)));
         entry_points.extend(output.fini_array.iter().map(|&a| (".fini_array".into(), a)));
@@ -623,7 +624,7 @@ impl Kernel {
             .symbols
             .iter()
             .filter(|s| s.exported)
-            .map(|s| s.name.as_str().to_owned())
+            .map(|s| s.name.to_owned())
             .collect();
         Module {
             info: ModuleInfo {
@@ -652,7 +653,7 @@ impl Kernel {
                 stub_deps: imports.stubs.iter().cloned().collect(),
                 failure: None,
             },
-            unload_entry: find_symbol(&output.symbols, &unload).map(|a| (unload, a)),
+            unload_entry: unload_at.map(|a| (unload, a)),
             fini_array: output.fini_array,
             calls_in_flight: 0,
             metadata: metadata.clone(),
@@ -676,9 +677,9 @@ impl Kernel {
         let id = module.info.id;
         for symbol in module.symbols.iter().filter(|s| s.exported) {
             state.exports.insert(
-                symbol.name.as_str().to_owned(),
+                symbol.name.to_owned(),
                 KernelSymbol {
-                    name: symbol.name.as_str().to_owned(),
+                    name: symbol.name.to_owned(),
                     address: symbol.address,
                     size: symbol.size,
                     kind: match symbol.ty {

@@ -7,7 +7,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 use dlkm_linker::{
-    CopyRequest, ExternalKind, ExternalSymbol, LayoutOptions, LinkOutput, LinkedSymbol, Object,
+    CopyRequest, ExternalKind, ExternalSymbol, LayoutOptions, LinkOutput, LinkedSymbols, Object,
     SegmentKind,
 };
 
@@ -195,7 +195,7 @@ pub enum Arg {
 
 struct Module {
     info: ModuleInfo,
-    symbols: Vec<LinkedSymbol>,
+    symbols: LinkedSymbols,
     exports: Vec<String>,
     dep_ids: BTreeSet<ModuleId>,
     fini_array: Vec<u64>,
@@ -216,6 +216,14 @@ struct Module {
     lines: Option<Arc<lines::ModuleLines>>,
     /// The linker's far-call stubs: address and the symbol each jumps to.
     far_stubs: Vec<(u64, String)>,
+}
+
+impl Module {
+    /// The address of its entry point `name` (`_load`, `_unload`), if it has one.
+    fn entry_point(&self, name: &str) -> Option<u64> {
+        let mut named = self.info.entry_points.iter();
+        named.find(|(entry, _)| entry == name).map(|&(_, at)| at)
+    }
 }
 
 /// A module made known with [`Kernel::register`].
@@ -477,10 +485,10 @@ impl Kernel {
     }
 
     /// A module's own symbols (exported and local), by address.
-    pub fn module_symbols(&self, id: ModuleId) -> Option<Vec<LinkedSymbol>> {
+    pub fn module_symbols(&self, id: ModuleId) -> Option<LinkedSymbols> {
         let state = self.state();
         let mut symbols = state.modules.get(&id)?.symbols.clone();
-        symbols.sort_by(|a, b| a.address.cmp(&b.address).then(a.name.cmp(&b.name)));
+        symbols.sort_by_address();
         Some(symbols)
     }
 
@@ -781,6 +789,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn find_symbol(symbols: &[LinkedSymbol], name: &str) -> Option<u64> {
-    symbols.iter().find(|s| s.name == name).map(|s| s.address)
+fn find_symbol(symbols: &LinkedSymbols, name: &str) -> Option<u64> {
+    symbols.find(name).map(|s| s.address)
 }

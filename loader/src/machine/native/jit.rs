@@ -72,12 +72,12 @@ pub(super) struct JitRegistration {
     /// is `Send` and `Sync`: only code holding [`LOCK`] dereferences it.
     entry: usize,
     /// The object file the entry points to; it must outlive the entry.
-    _symfile: Box<[u8]>,
+    _symfile: Vec<u8>,
 }
 
 impl JitRegistration {
     /// Adds `symfile` to the list and tells gdb.
-    pub(super) fn register(symfile: Box<[u8]>) -> JitRegistration {
+    pub(super) fn register(symfile: Vec<u8>) -> JitRegistration {
         let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let descriptor = &raw mut __jit_debug_descriptor;
         let entry = Box::into_raw(Box::new(JitCodeEntry {
@@ -168,9 +168,9 @@ mod tests {
         let ours = |sizes: Vec<u64>| -> Vec<u64> {
             sizes.into_iter().filter(|s| (1..=3).contains(s)).collect()
         };
-        let a = JitRegistration::register(vec![0u8; 1].into());
-        let b = JitRegistration::register(vec![0u8; 2].into());
-        let c = JitRegistration::register(vec![0u8; 3].into());
+        let a = JitRegistration::register(vec![0u8; 1]);
+        let b = JitRegistration::register(vec![0u8; 2]);
+        let c = JitRegistration::register(vec![0u8; 3]);
         assert_eq!(ours(list()), [3, 2, 1]);
         drop(b);
         assert_eq!(ours(list()), [3, 1]);

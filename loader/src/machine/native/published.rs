@@ -70,7 +70,7 @@ impl PublishedModules {
             true,
         )
         .ok()
-        .map(|debug| JitRegistration::register(debug.bytes.into_boxed_slice()));
+        .map(|debug| JitRegistration::register(debug.bytes));
         let previous = self.lock().insert(
             base,
             Registrations {

@@ -1,0 +1,258 @@
+//! A linked module's symbols as one table. A large object defines thousands of symbols; as a
+//! table they cost a few allocations and no reference counts to make, clone and free: every
+//! name lives in one buffer and every section name once, and a symbol is a 32-byte row.
+
+use std::sync::Arc;
+
+use crate::input::SymbolType;
+
+/// A symbol of the linked module, at its final address; borrowed from [`LinkedSymbols`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkedSymbol<'a> {
+    pub name: &'a str,
+    pub address: u64,
+    pub size: u64,
+    pub ty: SymbolType,
+    /// Visible to the kernel and other modules.
+    pub exported: bool,
+    /// The section it is defined in (`*common*`, `*abs*` for those without one).
+    pub section: &'a str,
+}
+
+/// The symbols a linked module defines.
+#[derive(Debug, Clone, Default)]
+pub struct LinkedSymbols {
+    names: Arc<str>,
+    sections: Arc<[Box<str>]>,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    name_start: u32,
+    name_len: u32,
+    address: u64,
+    size: u64,
+    section: u32,
+    ty: SymbolType,
+    exported: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Row>() == 32);
+
+impl LinkedSymbols {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The bytes of all the names together.
+    pub fn names_len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn get(&self, index: usize) -> Option<LinkedSymbol<'_>> {
+        self.rows.get(index).map(|row| self.view(row))
+    }
+
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            table: self,
+            rows: self.rows.iter(),
+        }
+    }
+
+    /// The first symbol called `name` (a module may define a local more than once).
+    pub fn find(&self, name: &str) -> Option<LinkedSymbol<'_>> {
+        let names = &*self.names;
+        let row = self.rows.iter().find(|row| row_name(names, row) == name)?;
+        Some(self.view(row))
+    }
+
+    /// The addresses of the first symbols called each of `names`, in one pass.
+    pub fn addresses_of<const N: usize>(&self, names: [&str; N]) -> [Option<u64>; N] {
+        let mut found = [None; N];
+        for row in &self.rows {
+            let name = row_name(&self.names, row);
+            for (wanted, slot) in names.iter().zip(&mut found) {
+                if slot.is_none() && *wanted == name {
+                    *slot = Some(row.address);
+                }
+            }
+            if found.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        found
+    }
+
+    /// Each symbol with the index of the section it is defined in: an index of the object's
+    /// sections, or past them for `*common*` and `*abs*`.
+    pub(crate) fn iter_with_sections(&self) -> impl Iterator<Item = (LinkedSymbol<'_>, usize)> {
+        self.rows
+            .iter()
+            .map(|row| (self.view(row), row.section as usize))
+    }
+
+    /// Ordered by address, then name.
+    pub fn sort_by_address(&mut self) {
+        let names = &*self.names;
+        self.rows.sort_by(|a, b| {
+            a.address
+                .cmp(&b.address)
+                .then_with(|| row_name(names, a).cmp(row_name(names, b)))
+        });
+    }
+
+    fn view(&self, row: &Row) -> LinkedSymbol<'_> {
+        LinkedSymbol {
+            name: row_name(&self.names, row),
+            address: row.address,
+            size: row.size,
+            ty: row.ty,
+            exported: row.exported,
+            section: &self.sections[row.section as usize],
+        }
+    }
+}
+
+impl PartialEq for LinkedSymbols {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for LinkedSymbols {}
+
+impl<'a> IntoIterator for &'a LinkedSymbols {
+    type Item = LinkedSymbol<'a>;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// The symbols of a [`LinkedSymbols`] in its order.
+#[derive(Debug, Clone)]
+pub struct Iter<'a> {
+    table: &'a LinkedSymbols,
+    rows: std::slice::Iter<'a, Row>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = LinkedSymbol<'a>;
+
+    fn next(&mut self) -> Option<LinkedSymbol<'a>> {
+        self.rows.next().map(|row| self.table.view(row))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.rows.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.rows.next_back().map(|row| self.table.view(row))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+fn row_name<'a>(names: &'a str, row: &Row) -> &'a str {
+    let start = row.name_start as usize;
+    &names[start..start + row.name_len as usize]
+}
+
+/// Builds a [`LinkedSymbols`]: sections first, then symbols in order.
+pub(crate) struct LinkedSymbolsBuilder {
+    names: String,
+    sections: Vec<Box<str>>,
+    rows: Vec<Row>,
+}
+
+/// A table's names past 4 GiB, which its 32-bit offsets cannot hold.
+#[derive(Debug)]
+pub(crate) struct NamesTooLarge;
+
+impl LinkedSymbolsBuilder {
+    pub(crate) fn new(sections: Vec<Box<str>>, symbols: usize, name_bytes: usize) -> Self {
+        LinkedSymbolsBuilder {
+            names: String::with_capacity(name_bytes),
+            sections,
+            rows: Vec::with_capacity(symbols),
+        }
+    }
+
+    /// Adds a symbol defined in `section`, an index of the sections given to [`Self::new`].
+    pub(crate) fn push(
+        &mut self,
+        symbol: LinkedSymbol<'_>,
+        section: usize,
+    ) -> Result<(), NamesTooLarge> {
+        let name_start = u32::try_from(self.names.len()).map_err(|_| NamesTooLarge)?;
+        let name_len = u32::try_from(symbol.name.len()).map_err(|_| NamesTooLarge)?;
+        name_start.checked_add(name_len).ok_or(NamesTooLarge)?;
+        self.names.push_str(symbol.name);
+        self.rows.push(Row {
+            name_start,
+            name_len,
+            address: symbol.address,
+            size: symbol.size,
+            section: u32::try_from(section).map_err(|_| NamesTooLarge)?,
+            ty: symbol.ty,
+            exported: symbol.exported,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> LinkedSymbols {
+        LinkedSymbols {
+            names: self.names.into(),
+            sections: self.sections.into(),
+            rows: self.rows,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn symbol(name: &str, address: u64) -> LinkedSymbol<'_> {
+        LinkedSymbol {
+            name,
+            address,
+            size: 4,
+            ty: SymbolType::Function,
+            exported: name.starts_with('e'),
+            section: "",
+        }
+    }
+
+    #[test]
+    fn rows_read_back_as_pushed_and_sort_by_address_then_name() {
+        let sections = vec![".text".into(), ".data".into()];
+        let mut builder = LinkedSymbolsBuilder::new(sections, 3, 0);
+        builder.push(symbol("zeta", 0x20), 0).unwrap();
+        builder.push(symbol("export", 0x10), 1).unwrap();
+        builder.push(symbol("alpha", 0x20), 0).unwrap();
+        let mut table = builder.finish();
+        let export = table.find("export").unwrap();
+        assert_eq!(
+            (export.address, export.section, export.exported),
+            (0x10, ".data", true)
+        );
+        assert_eq!(table.find("missing"), None);
+        let found = table.addresses_of(["alpha", "missing", "zeta"]);
+        assert_eq!(found, [Some(0x20), None, Some(0x20)]);
+        table.sort_by_address();
+        let order: Vec<&str> = table.iter().map(|s| s.name).collect();
+        assert_eq!(order, ["export", "alpha", "zeta"]);
+        assert_eq!(table.get(2).unwrap().section, ".text");
+    }
+}
