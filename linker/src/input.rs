@@ -567,7 +567,7 @@ impl<'data> SymbolNames<'data> {
     /// The NUL-terminated name at `offset`, if it is inside the table and UTF-8.
     fn get(&self, offset: u32) -> Option<&'data str> {
         let start = offset as usize;
-        let len = self.bytes.get(start..)?.iter().position(|&b| b == 0)?;
+        let len = memchr::memchr(0, self.bytes.get(start..)?)?;
         match self.text {
             Some(text) => text.get(start..start + len),
             None => std::str::from_utf8(&self.bytes[start..start + len]).ok(),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::arch::{Arch, StubUse};
+use crate::arch::{Arch, Classifier, StubUse};
 use crate::error::{malformed, LinkError};
 use crate::input::{Object, SectionKind, SymbolDef, SymbolType};
 use crate::with_arch;
@@ -434,13 +434,15 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
     let mut got = std::collections::BTreeSet::new();
     let mut needs_low = false;
     let mut region_size = None;
+    let mut classifier = Classifier::<A>::new();
     for section in object.sections.iter().filter(|s| s.kind.is_some()) {
         for reloc in &section.relocs {
-            let kind =
-                A::classify(reloc.r_type).map_err(|refusal| LinkError::UnsupportedRelocation {
+            let kind = classifier.classify(reloc.r_type).map_err(|refusal| {
+                LinkError::UnsupportedRelocation {
                     site: crate::link::reloc_site(object, section.name, reloc),
                     hint: refusal.hint.map(str::to_string),
-                })?;
+                }
+            })?;
             let symbol = &object.symbols[reloc.symbol as usize];
             needs_low |= kind.needs_low_address;
             if let crate::Range::Region { bits, .. } = kind.range {
@@ -478,13 +480,14 @@ impl Object<'_> {
 fn short_reach_imports_for<'o, A: Arch>(object: &'o Object) -> Vec<&'o str> {
     // Marked by symbol first: thousands of relocations name the same few symbols.
     let mut short = vec![false; object.symbols.len()];
+    let mut classifier = Classifier::<A>::new();
     for reloc in object
         .sections
         .iter()
         .filter(|s| s.kind.is_some())
         .flat_map(|s| &s.relocs)
     {
-        let short_field = A::classify(reloc.r_type).is_ok_and(|k| {
+        let short_field = classifier.classify(reloc.r_type).is_ok_and(|k| {
             // 32-bit fields, and aarch64's ADRP (±4 GiB of pages).
             k.stub != StubUse::Branch
                 && matches!(

@@ -2,7 +2,7 @@
 //! symbols, copy the sections, fill the stubs and GOT, then classify, compute, check and
 //! encode each relocation.
 
-use crate::arch::{page, Arch, Expr, Field, RelocKind, StubUse};
+use crate::arch::{page, Arch, Classifier, Expr, Field, RelocKind, StubUse};
 use crate::error::{LinkError, RelocSite};
 use crate::input::{Object, Reloc, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
@@ -392,9 +392,10 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
     fn relocate(&self, image: &mut [u8]) -> Result<(usize, usize), LinkError> {
         let mut stubs_used = 0;
         let mut relaxed = 0;
+        let mut classifier = Classifier::<A>::new();
         for (offset, section) in self.loaded_sections() {
             for reloc in &section.relocs {
-                let kind = A::classify(reloc.r_type).map_err(|refusal| {
+                let kind = classifier.classify(reloc.r_type).map_err(|refusal| {
                     LinkError::UnsupportedRelocation {
                         site: self.site(section, reloc),
                         hint: refusal.hint.map(str::to_string),

@@ -1,6 +1,7 @@
 //! In-process cost of loading real modules: the linker's phases alone (parse, layout, link into
 //! a buffer), the whole load (read, placement, link, publish, constructors) with and without
-//! its unload, and the floor a loader of sqlite.o cannot go under: mapping fresh memory for its
+//! its unload, a kernel's first load (nothing reused from an earlier one), and the floor a
+//! loader of sqlite.o cannot go under: mapping fresh memory for its
 //! allocated sections, copying them in, protecting and unmapping it (`floor/sqlite.o`).
 //!
 //! `cargo bench -p dlkm-loader --bench load`
@@ -89,6 +90,28 @@ fn load_only(c: &mut Criterion) {
     group.finish();
 }
 
+/// A kernel's first load: each in a new kernel, so nothing is reused from an earlier load
+/// (the huge page a large object is read into, in particular). Making and dropping the kernel
+/// and the unload happen outside the timing.
+fn first_load(c: &mut Criterion) {
+    let mut group = c.benchmark_group("first load");
+    let path = corpus("gcc-pie", "sqlite.o");
+    group.bench_function("sqlite.o/gcc-pie", |b| {
+        b.iter_custom(|iterations| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iterations {
+                let kernel = Kernel::native().expect("kernel");
+                let start = Instant::now();
+                let id = kernel.load_path(&path).expect("load");
+                spent += start.elapsed();
+                kernel.unload(id).expect("unload");
+            }
+            spent
+        })
+    });
+    group.finish();
+}
+
 /// The floor: fresh anonymous memory the size of sqlite.o's allocated sections (4 KiB pages,
 /// as the kernel gives them by default), the sections' bytes copied in, the mapping made
 /// read-only, then unmapped. What any loader that copies the object pays; compare with
@@ -117,5 +140,12 @@ fn floor(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, link_phases, load_unload, load_only, floor);
+criterion_group!(
+    benches,
+    link_phases,
+    load_unload,
+    load_only,
+    first_load,
+    floor
+);
 criterion_main!(benches);

@@ -213,9 +213,12 @@ impl Range {
                 let region = |v: i128| v >> bits;
                 value >= 0 && region(value) == region(place.wrapping_add(pc_bias) as i128)
             }
-            _ => self
-                .bounds()
-                .is_none_or(|(min, max)| (min..=max).contains(&value)),
+            // The bits above the field's must all be copies of its sign (or zero): one shift
+            // and a compare per relocation, the same bounds as `bounds`.
+            Range::Signed(bits) => matches!(value >> (bits - 1), -1 | 0),
+            Range::Unsigned(bits) => value >> bits == 0,
+            Range::Either(bits) => matches!(value >> (bits - 1), -1..=1),
+            Range::Unchecked => true,
         }
     }
 
@@ -294,6 +297,44 @@ impl RelocKind {
 #[derive(Debug, Clone, Copy)]
 pub struct Refusal {
     pub hint: Option<&'static str>,
+}
+
+/// [`Arch::classify`] remembered per relocation type: a pass over thousands of relocations
+/// of a handful of types looks each up in a table instead of matching it again. Types past
+/// [`Classifier::TYPES`] (none that a supported architecture applies) are matched each time.
+pub(crate) struct Classifier<A> {
+    known: Vec<Option<Result<&'static RelocKind, Refusal>>>,
+    _arch: std::marker::PhantomData<A>,
+}
+
+impl<A: Arch> Classifier<A> {
+    /// aarch64's numbers run to 1032 (its dynamic relocations); the others' stay under 256.
+    const TYPES: usize = 1040;
+
+    pub(crate) fn new() -> Self {
+        Classifier {
+            known: vec![None; Self::TYPES],
+            _arch: std::marker::PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn classify(&mut self, r_type: u32) -> Result<&'static RelocKind, Refusal> {
+        match self.known.get(r_type as usize) {
+            Some(Some(known)) => *known,
+            _ => self.classify_first(r_type),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn classify_first(&mut self, r_type: u32) -> Result<&'static RelocKind, Refusal> {
+        let kind = A::classify(r_type);
+        if let Some(slot) = self.known.get_mut(r_type as usize) {
+            *slot = Some(kind);
+        }
+        kind
+    }
 }
 
 /// A GOT-relative instruction rewritten to address its target directly.
@@ -406,4 +447,29 @@ pub(crate) fn read_field<A: Arch + ?Sized>(
     };
     let unused = 64 - 8 * width as u32;
     Ok(value << unused >> unused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Range;
+
+    #[test]
+    fn fits_agrees_with_the_bounds_at_and_around_every_edge() {
+        for bits in [1, 8, 12, 16, 21, 26, 28, 32, 33, 63, 64] {
+            for range in [
+                Range::Signed(bits),
+                Range::Unsigned(bits),
+                Range::Either(bits),
+            ] {
+                let (min, max) = range.bounds().unwrap();
+                for edge in [min, max, 0] {
+                    for value in [edge - 1, edge, edge + 1] {
+                        let inside = (min..=max).contains(&value);
+                        assert_eq!(range.fits(value, 0), inside, "{range:?} {value:#x}");
+                    }
+                }
+            }
+        }
+        assert!(Range::Unchecked.fits(i128::MAX, 0));
+    }
 }

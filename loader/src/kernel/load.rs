@@ -148,12 +148,14 @@ impl Kernel {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = crate::object_file::read_object(path).map_err(io)?;
+        let bytes = crate::object_file::read_object(path, &self.read_buffer).map_err(io)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        self.load_object(&name, Some(path.to_path_buf()), &bytes, chain)
+        let loaded = self.load_object(&name, Some(path.to_path_buf()), &bytes, chain);
+        self.read_buffer.recycle(bytes);
+        loaded
     }
 
     /// The module's metadata: its `.modinfo` section, overridden by `STEM.master` beside it.
@@ -445,9 +447,10 @@ impl Kernel {
         object: &Object,
     ) -> Result<(), LoadError> {
         for symbol in object.exported_symbols() {
+            let existing = state.exports.get(symbol.name);
             let shadows_host = !self.options.allow_shadowing
                 && self.options.host_symbols
-                && !state.exports.contains_key(symbol.name)
+                && existing.is_none()
                 && self.machine.host_symbol(symbol.name).is_some();
             if shadows_host {
                 return Err(LoadError::ShadowsHost {
@@ -455,7 +458,6 @@ impl Kernel {
                     symbol: symbol.name.to_string(),
                 });
             }
-            let existing = state.exports.get(symbol.name);
             let own_stub = |s: &&KernelSymbol| matches!(&s.owner, Owner::Stub(_, m) if m == name);
             if let Some(existing) = existing.filter(|s| !own_stub(s)) {
                 return Err(LoadError::DuplicateExport {
@@ -620,12 +622,6 @@ impl Kernel {
             .collect();
         entry_points.extend(output.init_array.iter().map(|&a| (".init_array".into(), a)));
         entry_points.extend(output.fini_array.iter().map(|&a| (".fini_array".into(), a)));
-        let exports = output
-            .symbols
-            .iter()
-            .filter(|s| s.exported)
-            .map(|s| s.name.to_owned())
-            .collect();
         Module {
             info: ModuleInfo {
                 id,
@@ -659,7 +655,6 @@ impl Kernel {
             metadata: metadata.clone(),
             last_used: Instant::now(),
             symbols: output.symbols,
-            exports,
             dep_ids: imports.modules,
             stub_deps: imports.stubs,
             loader: Some(std::thread::current().id()),
@@ -714,8 +709,8 @@ impl Kernel {
 
     pub(super) fn remove_module(&self, state: &mut State, id: ModuleId) -> Option<Module> {
         let module = state.modules.remove(&id)?;
-        for name in &module.exports {
-            state.exports.remove(name);
+        for symbol in module.symbols.iter().filter(|s| s.exported) {
+            state.exports.remove(symbol.name);
         }
         // A registered module goes back to its stubs, armed.
         if let Some(registration) = state.registered.get(&module.info.name) {

@@ -196,7 +196,6 @@ pub enum Arg {
 struct Module {
     info: ModuleInfo,
     symbols: LinkedSymbols,
-    exports: Vec<String>,
     dep_ids: BTreeSet<ModuleId>,
     fini_array: Vec<u64>,
     /// The unload entry point's name and address.
@@ -317,6 +316,8 @@ pub struct Kernel {
     load_lock: LoadLock,
     /// The auto-unloader asked for and not yet started ([`Kernel::start_auto_unload`]).
     auto_unload: Mutex<Option<usage::AutoUnloadPlan>>,
+    /// Where large object files are read.
+    read_buffer: crate::object_file::ReadBuffer,
 }
 
 impl Kernel {
@@ -361,6 +362,7 @@ impl Kernel {
             }),
             load_lock: LoadLock::default(),
             auto_unload: Mutex::new(None),
+            read_buffer: Default::default(),
         }
     }
 

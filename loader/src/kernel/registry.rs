@@ -38,9 +38,11 @@ impl Kernel {
         let path = path.as_ref();
         let _serial = self.load_lock.lock();
         self.check_trusted(path)?;
-        let bytes = crate::object_file::read_object(path).map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
+        let bytes = crate::object_file::read_object(path, &self.read_buffer).map_err(|source| {
+            LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         let stem = path
             .file_stem()

@@ -46,17 +46,30 @@ struct LoadedObject {
     versym: Option<u64>,
 }
 
-/// The loaded objects seen so far; looked at again when an address falls in none of them
-/// (a library opened since).
+/// The loaded objects seen so far; looked at again when an address falls in none of them, or
+/// the dynamic linker has loaded or unloaded an object since.
 #[derive(Default)]
 pub(super) struct HostObjects {
-    objects: Mutex<Vec<LoadedObject>>,
+    objects: Mutex<Scope>,
+}
+
+#[derive(Default)]
+struct Scope {
+    objects: Vec<LoadedObject>,
+    /// Whether every loaded object with dynamic symbols has a GNU hash table (is among
+    /// `objects`): only then does a name none of them has certainly not exist.
+    complete: bool,
+    /// The dynamic linker's counts of objects loaded and unloaded when this was read.
+    generation: (u64, u64),
 }
 
 impl HostObjects {
     /// The process's dynamic symbol `name`: address from `dlsym`, size and kind from its ELF
     /// entry.
     pub fn lookup(&self, name: &str) -> Option<ExternalSymbol> {
+        if !self.may_define(name) {
+            return None;
+        }
         let cname = CString::new(name).ok()?;
         // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
         let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) } as u64;
@@ -73,13 +86,30 @@ impl HostObjects {
         })
     }
 
-    fn describe(&self, name: &str, address: u64) -> Option<(u64, ExternalKind)> {
-        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        let holds = |o: &LoadedObject| o.ranges.iter().any(|&(s, e)| (s..e).contains(&address));
-        if !objects.iter().any(holds) {
-            *objects = loaded_objects();
+    /// Whether some loaded object's hash table has an entry called `name`. Most names a
+    /// module exports are in no library, and a `dlsym` that fails costs several times one
+    /// that succeeds (it formats an error message); this answers those without it.
+    fn may_define(&self, name: &str) -> bool {
+        let mut scope = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        if scope.generation != generation() {
+            *scope = loaded_objects();
         }
-        let object = objects.iter().find(|o| holds(o))?;
+        // SAFETY: the objects were loaded at the generation just checked, and none has been
+        // unloaded since, so their tables are mapped.
+        !scope.complete
+            || scope
+                .objects
+                .iter()
+                .any(|o| unsafe { o.has_entry(name.as_bytes()) })
+    }
+
+    fn describe(&self, name: &str, address: u64) -> Option<(u64, ExternalKind)> {
+        let mut scope = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let holds = |o: &LoadedObject| o.ranges.iter().any(|&(s, e)| (s..e).contains(&address));
+        if !scope.objects.iter().any(holds) {
+            *scope = loaded_objects();
+        }
+        let object = scope.objects.iter().find(|o| holds(o))?;
         // SAFETY: the tables belong to an object that is loaded (dlsym just found an address
         // in it) and stays loaded: nothing this process loads is closed again.
         let (value, size, info) = unsafe { object.find(name.as_bytes())? };
@@ -100,6 +130,43 @@ impl LoadedObject {
     /// # Safety
     /// The object's tables must be mapped: it must still be loaded.
     unsafe fn find(&self, name: &[u8]) -> Option<(u64, u64, u8)> {
+        // SAFETY: the caller's.
+        unsafe {
+            self.search(name, |index, symbol| {
+                let hidden = self.versym.is_some_and(|versym| {
+                    // SAFETY: the version table has an entry per symbol.
+                    let version = *(versym as *const u16).add(index as usize);
+                    version & VERSYM_HIDDEN != 0
+                });
+                (!hidden && symbol.st_shndx != 0).then_some((
+                    symbol.st_value,
+                    symbol.st_size,
+                    symbol.st_info,
+                ))
+            })
+        }
+    }
+
+    /// Whether this object's GNU hash table has any entry called `name` (of any version,
+    /// defined or not).
+    ///
+    /// # Safety
+    /// The object's tables must be mapped: it must still be loaded.
+    unsafe fn has_entry(&self, name: &[u8]) -> bool {
+        // SAFETY: the caller's.
+        unsafe { self.search(name, |_, _| Some(())) }.is_some()
+    }
+
+    /// The first of the entries called `name` in this object's GNU hash table for which
+    /// `accept` gives a value.
+    ///
+    /// # Safety
+    /// The object's tables must be mapped: it must still be loaded.
+    unsafe fn search<T>(
+        &self,
+        name: &[u8],
+        mut accept: impl FnMut(u32, &libc::Elf64_Sym) -> Option<T>,
+    ) -> Option<T> {
         let hash = name.iter().fold(5381u32, |h, &c| {
             h.wrapping_mul(33).wrapping_add(u32::from(c))
         });
@@ -132,12 +199,10 @@ impl LoadedObject {
                 let symbol_name = unsafe {
                     CStr::from_ptr((self.strtab + u64::from(symbol.st_name)) as *const _)
                 };
-                let hidden = self.versym.is_some_and(|versym| {
-                    let version = unsafe { *(versym as *const u16).add(index as usize) };
-                    version & VERSYM_HIDDEN != 0
-                });
-                if symbol_name.to_bytes() == name && !hidden && symbol.st_shndx != 0 {
-                    return Some((symbol.st_value, symbol.st_size, symbol.st_info));
+                if symbol_name.to_bytes() == name {
+                    if let Some(found) = accept(index, symbol) {
+                        return Some(found);
+                    }
                 }
             }
             if chain_hash & 1 != 0 {
@@ -148,33 +213,67 @@ impl LoadedObject {
     }
 }
 
+/// The dynamic linker's counts of objects loaded and unloaded so far.
+fn generation() -> (u64, u64) {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info record and our own `data`.
+        let (info, counts) = unsafe { (&*info, &mut *(data as *mut (u64, u64))) };
+        *counts = (info.dlpi_adds, info.dlpi_subs);
+        1
+    }
+    let mut counts = (0u64, 0u64);
+    // SAFETY: `first` reads the first record and writes the pair behind `data`, which
+    // outlives the call; returning 1 ends the walk there.
+    unsafe {
+        libc::dl_iterate_phdr(Some(first), &mut counts as *mut (u64, u64) as *mut _);
+    }
+    counts
+}
+
 /// Every object loaded now that has a GNU hash table.
-fn loaded_objects() -> Vec<LoadedObject> {
+fn loaded_objects() -> Scope {
     unsafe extern "C" fn visit(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         data: *mut libc::c_void,
     ) -> libc::c_int {
         // SAFETY: dl_iterate_phdr passes a valid info record and our own `data`.
-        let (info, objects) = unsafe { (&*info, &mut *(data as *mut Vec<LoadedObject>)) };
-        if let Some(object) = read_object(info) {
-            objects.push(object);
+        let (info, scope) = unsafe { (&*info, &mut *(data as *mut Scope)) };
+        scope.generation = (info.dlpi_adds, info.dlpi_subs);
+        match read_object(info) {
+            Dynamic::Hashed(object) => scope.objects.push(object),
+            Dynamic::Unhashed => scope.complete = false,
+            Dynamic::None => {}
         }
         0
     }
-    let mut objects: Vec<LoadedObject> = Vec::new();
-    // SAFETY: `visit` only reads the records it is given and pushes to the vector behind
+    let mut scope = Scope {
+        complete: true,
+        ..Scope::default()
+    };
+    // SAFETY: `visit` only reads the records it is given and writes to the scope behind
     // `data`, which outlives the call.
     unsafe {
-        libc::dl_iterate_phdr(
-            Some(visit),
-            &mut objects as *mut Vec<LoadedObject> as *mut _,
-        );
+        libc::dl_iterate_phdr(Some(visit), &mut scope as *mut Scope as *mut _);
     }
-    objects
+    scope
 }
 
-fn read_object(info: &libc::dl_phdr_info) -> Option<LoadedObject> {
+/// What a loaded object's dynamic section gives.
+enum Dynamic {
+    /// Its symbols, through a GNU hash table.
+    Hashed(LoadedObject),
+    /// Dynamic symbols without a GNU hash table.
+    Unhashed,
+    /// No dynamic section: no dynamic symbols.
+    None,
+}
+
+fn read_object(info: &libc::dl_phdr_info) -> Dynamic {
     let bias = info.dlpi_addr;
     // SAFETY: the program headers of a loaded object, as dl_iterate_phdr describes them.
     let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
@@ -183,7 +282,9 @@ fn read_object(info: &libc::dl_phdr_info) -> Option<LoadedObject> {
         .filter(|h| h.p_type == libc::PT_LOAD)
         .map(|h| (bias + h.p_vaddr, bias + h.p_vaddr + h.p_memsz))
         .collect();
-    let dynamic = headers.iter().find(|h| h.p_type == libc::PT_DYNAMIC)?;
+    let Some(dynamic) = headers.iter().find(|h| h.p_type == libc::PT_DYNAMIC) else {
+        return Dynamic::None;
+    };
     let mut entry = (bias + dynamic.p_vaddr) as *const DynamicEntry;
     let (mut symtab, mut strtab, mut gnu_hash, mut versym) = (0, 0, 0, None);
     // The dynamic linker relocates these entries in place, except in read-only dynamic
@@ -209,7 +310,13 @@ fn read_object(info: &libc::dl_phdr_info) -> Option<LoadedObject> {
         // SAFETY: still inside the dynamic section: DT_NULL was not reached.
         entry = unsafe { entry.add(1) };
     }
-    (symtab != 0 && strtab != 0 && gnu_hash != 0).then_some(LoadedObject {
+    if symtab == 0 || strtab == 0 {
+        return Dynamic::None;
+    }
+    if gnu_hash == 0 {
+        return Dynamic::Unhashed;
+    }
+    Dynamic::Hashed(LoadedObject {
         bias,
         ranges,
         symtab,
@@ -288,5 +395,33 @@ mod tests {
         }
         assert_eq!(objects.lookup("stdout").unwrap().kind, ExternalKind::Data);
         assert!(objects.lookup("no_such_symbol_anywhere").is_none());
+    }
+
+    /// A name is ruled out without `dlsym` only when no loaded object's table has it: every
+    /// name `dlsym` finds passes, including versioned, indirect and hidden-version ones.
+    #[test]
+    fn names_ruled_out_are_the_ones_dlsym_cannot_find() {
+        let objects = HostObjects::default();
+        let scope = loaded_objects();
+        assert!(scope.complete, "every library here has a GNU hash table");
+        assert!(scope.objects.len() >= 2);
+        let found = [
+            "malloc",
+            "memcpy",
+            "stdout",
+            "environ",
+            "dlsym",
+            "_Unwind_Resume",
+        ];
+        for name in found {
+            assert!(objects.may_define(name), "{name}");
+            let c = CString::new(name).unwrap();
+            // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+            assert!(!unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) }.is_null());
+        }
+        for name in ["sqlite3_open", "no_such_symbol_anywhere", ""] {
+            assert!(!objects.may_define(name), "{name}");
+            assert!(objects.lookup(name).is_none(), "{name}");
+        }
     }
 }
