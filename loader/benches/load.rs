@@ -6,6 +6,7 @@
 //!
 //! `cargo bench -p dlkm-loader --bench load`
 
+use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -75,16 +76,7 @@ fn load_only(c: &mut Criterion) {
         let path = corpus(variant, "sqlite.o");
         let kernel = Kernel::native().expect("kernel");
         group.bench_function(format!("sqlite.o/{variant}"), |b| {
-            b.iter_custom(|iterations| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iterations {
-                    let start = Instant::now();
-                    let id = kernel.load_path(&path).expect("load");
-                    spent += start.elapsed();
-                    kernel.unload(id).expect("unload");
-                }
-                spent
-            })
+            b.iter_custom(|iterations| time_loads(iterations, &path, || &kernel))
         });
     }
     group.finish();
@@ -98,18 +90,29 @@ fn first_load(c: &mut Criterion) {
     let path = corpus("gcc-pie", "sqlite.o");
     group.bench_function("sqlite.o/gcc-pie", |b| {
         b.iter_custom(|iterations| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iterations {
-                let kernel = Kernel::native().expect("kernel");
-                let start = Instant::now();
-                let id = kernel.load_path(&path).expect("load");
-                spent += start.elapsed();
-                kernel.unload(id).expect("unload");
-            }
-            spent
+            time_loads(iterations, &path, || Kernel::native().expect("kernel"))
         })
     });
     group.finish();
+}
+
+/// The time `iterations` loads of `path` take, each into the kernel `kernel` gives (then
+/// unloaded, and the kernel dropped if owned, outside the timing).
+fn time_loads<K: Borrow<Kernel>>(
+    iterations: u64,
+    path: &Path,
+    mut kernel: impl FnMut() -> K,
+) -> Duration {
+    let mut spent = Duration::ZERO;
+    for _ in 0..iterations {
+        let owned = kernel();
+        let kernel = owned.borrow();
+        let start = Instant::now();
+        let id = kernel.load_path(path).expect("load");
+        spent += start.elapsed();
+        kernel.unload(id).expect("unload");
+    }
+    spent
 }
 
 /// The floor: fresh anonymous memory the size of sqlite.o's allocated sections (4 KiB pages,
