@@ -200,15 +200,14 @@ pub fn debug_object(
     });
 
     // The file: header, contents, section headers.
-    let contents: usize = sections
-        .iter()
-        .filter_map(|s| s.bytes)
-        .map(|b| b.len())
+    // Room for all of it, so that the buffer is not copied as it grows (a hint: padding for
+    // alignments past a page is left to growing).
+    let with_bytes = sections.iter().filter(|s| s.bytes.is_some());
+    let contents: usize = with_bytes
+        .map(|s| s.bytes.map_or(0, <[u8]>::len) + s.align.clamp(1, 4096) as usize - 1)
         .sum();
-    let alignment: u64 = sections.iter().map(|s| s.align.max(1) - 1).sum();
     let headers = (sections.len() + 1) * out.section_header_size();
-    out.bytes
-        .reserve(contents + alignment as usize + headers + out.header_size());
+    out.bytes.reserve(contents + headers + out.header_size());
     out.header_placeholder();
     let mut offsets = Vec::with_capacity(sections.len());
     for section in &sections {

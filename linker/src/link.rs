@@ -6,7 +6,7 @@ use crate::arch::{page, Arch, Classifier, Expr, Field, RelocKind, StubUse};
 use crate::error::{LinkError, RelocSite};
 use crate::input::{Object, Reloc, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
-use crate::linked_symbols::{LinkedSymbol, LinkedSymbols, LinkedSymbolsBuilder};
+use crate::linked_symbols::{LinkedSymbols, LinkedSymbolsBuilder};
 use crate::with_arch;
 
 /// The psABI's name for the GOT's base, which the linker defines.
@@ -625,16 +625,8 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 SymbolDef::Common { .. } => common,
                 _ => absolute,
             };
-            let linked = LinkedSymbol {
-                name: symbol.name,
-                address: resolved.address,
-                size: symbol.size,
-                ty: symbol.ty,
-                exported: symbol.is_exported(),
-                section: "",
-            };
             table
-                .push(linked, section)
+                .push(symbol, resolved.address, section)
                 .map_err(|_| LinkError::Unsupported {
                     object: object.name.clone(),
                     what: "symbol names of more than 4 GiB in all".into(),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::input::SymbolType;
+use crate::input::{Symbol, SymbolType};
 
 /// A symbol of the linked module, at its final address; borrowed from [`LinkedSymbols`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,10 +188,12 @@ impl LinkedSymbolsBuilder {
         }
     }
 
-    /// Adds a symbol defined in `section`, an index of the sections given to [`Self::new`].
+    /// Adds `symbol`, placed at `address` in `section` (an index of the sections given to
+    /// [`Self::new`]).
     pub(crate) fn push(
         &mut self,
-        symbol: LinkedSymbol<'_>,
+        symbol: &Symbol<'_>,
+        address: u64,
         section: usize,
     ) -> Result<(), NamesTooLarge> {
         let name_start = u32::try_from(self.names.len()).map_err(|_| NamesTooLarge)?;
@@ -201,11 +203,11 @@ impl LinkedSymbolsBuilder {
         self.rows.push(Row {
             name_start,
             name_len,
-            address: symbol.address,
+            address,
             size: symbol.size,
             section: u32::try_from(section).map_err(|_| NamesTooLarge)?,
             ty: symbol.ty,
-            exported: symbol.exported,
+            exported: symbol.is_exported(),
         });
         Ok(())
     }
@@ -223,14 +225,14 @@ impl LinkedSymbolsBuilder {
 mod tests {
     use super::*;
 
-    fn symbol(name: &str, address: u64) -> LinkedSymbol<'_> {
-        LinkedSymbol {
+    fn symbol(name: &str, global: bool) -> Symbol<'_> {
+        Symbol {
             name,
-            address,
             size: 4,
             ty: SymbolType::Function,
-            exported: name.starts_with('e'),
-            section: "",
+            def: crate::input::SymbolDef::Section(1),
+            global,
+            ..Symbol::null()
         }
     }
 
@@ -238,9 +240,9 @@ mod tests {
     fn rows_read_back_as_pushed_and_sort_by_address_then_name() {
         let sections = vec![".text".into(), ".data".into()];
         let mut builder = LinkedSymbolsBuilder::new(sections, 3, 0);
-        builder.push(symbol("zeta", 0x20), 0).unwrap();
-        builder.push(symbol("export", 0x10), 1).unwrap();
-        builder.push(symbol("alpha", 0x20), 0).unwrap();
+        builder.push(&symbol("zeta", false), 0x20, 0).unwrap();
+        builder.push(&symbol("export", true), 0x10, 1).unwrap();
+        builder.push(&symbol("alpha", false), 0x20, 0).unwrap();
         let mut table = builder.finish();
         let export = table.find("export").unwrap();
         assert_eq!(

@@ -300,28 +300,30 @@ pub struct Refusal {
 }
 
 /// [`Arch::classify`] remembered per relocation type: a pass over thousands of relocations
-/// of a handful of types looks each up in a table instead of matching it again. Types past
-/// [`Classifier::TYPES`] (none that a supported architecture applies) are matched each time.
+/// of a handful of types looks each up in a small table instead of matching it again. The
+/// table is direct-mapped by the type's low bits, which tell apart the types each
+/// architecture's compilers emit most (x86_64's all fit; aarch64's run from 257); a type that
+/// collides with another is matched again.
 pub(crate) struct Classifier<A> {
-    known: Vec<Option<Result<&'static RelocKind, Refusal>>>,
+    slots: [Option<(u32, Result<&'static RelocKind, Refusal>)>; CLASSIFIER_SLOTS],
     _arch: std::marker::PhantomData<A>,
 }
 
-impl<A: Arch> Classifier<A> {
-    /// aarch64's numbers run to 1032 (its dynamic relocations); the others' stay under 256.
-    const TYPES: usize = 1040;
+/// Slots of a [`Classifier`].
+const CLASSIFIER_SLOTS: usize = 64;
 
+impl<A: Arch> Classifier<A> {
     pub(crate) fn new() -> Self {
         Classifier {
-            known: vec![None; Self::TYPES],
+            slots: [None; CLASSIFIER_SLOTS],
             _arch: std::marker::PhantomData,
         }
     }
 
     #[inline(always)]
     pub(crate) fn classify(&mut self, r_type: u32) -> Result<&'static RelocKind, Refusal> {
-        match self.known.get(r_type as usize) {
-            Some(Some(known)) => *known,
+        match self.slots[r_type as usize % CLASSIFIER_SLOTS] {
+            Some((known, kind)) if known == r_type => kind,
             _ => self.classify_first(r_type),
         }
     }
@@ -330,9 +332,7 @@ impl<A: Arch> Classifier<A> {
     #[inline(never)]
     fn classify_first(&mut self, r_type: u32) -> Result<&'static RelocKind, Refusal> {
         let kind = A::classify(r_type);
-        if let Some(slot) = self.known.get_mut(r_type as usize) {
-            *slot = Some(kind);
-        }
+        self.slots[r_type as usize % CLASSIFIER_SLOTS] = Some((r_type, kind));
         kind
     }
 }

@@ -94,13 +94,14 @@ impl HostObjects {
         if scope.generation != generation() {
             *scope = loaded_objects();
         }
+        let (name, hash) = (name.as_bytes(), gnu_hash(name.as_bytes()));
         // SAFETY: the objects were loaded at the generation just checked, and none has been
         // unloaded since, so their tables are mapped.
         !scope.complete
             || scope
                 .objects
                 .iter()
-                .any(|o| unsafe { o.has_entry(name.as_bytes()) })
+                .any(|o| unsafe { o.has_entry(name, hash) })
     }
 
     fn describe(&self, name: &str, address: u64) -> Option<(u64, ExternalKind)> {
@@ -132,7 +133,7 @@ impl LoadedObject {
     unsafe fn find(&self, name: &[u8]) -> Option<(u64, u64, u8)> {
         // SAFETY: the caller's.
         unsafe {
-            self.search(name, |index, symbol| {
+            self.search(name, gnu_hash(name), |index, symbol| {
                 let hidden = self.versym.is_some_and(|versym| {
                     // SAFETY: the version table has an entry per symbol.
                     let version = *(versym as *const u16).add(index as usize);
@@ -148,28 +149,26 @@ impl LoadedObject {
     }
 
     /// Whether this object's GNU hash table has any entry called `name` (of any version,
-    /// defined or not).
+    /// defined or not); `hash` is its [`gnu_hash`].
     ///
     /// # Safety
     /// The object's tables must be mapped: it must still be loaded.
-    unsafe fn has_entry(&self, name: &[u8]) -> bool {
+    unsafe fn has_entry(&self, name: &[u8], hash: u32) -> bool {
         // SAFETY: the caller's.
-        unsafe { self.search(name, |_, _| Some(())) }.is_some()
+        unsafe { self.search(name, hash, |_, _| Some(())) }.is_some()
     }
 
-    /// The first of the entries called `name` in this object's GNU hash table for which
-    /// `accept` gives a value.
+    /// The first of the entries called `name` (whose [`gnu_hash`] is `hash`) in this object's
+    /// GNU hash table for which `accept` gives a value.
     ///
     /// # Safety
     /// The object's tables must be mapped: it must still be loaded.
     unsafe fn search<T>(
         &self,
         name: &[u8],
+        hash: u32,
         mut accept: impl FnMut(u32, &libc::Elf64_Sym) -> Option<T>,
     ) -> Option<T> {
-        let hash = name.iter().fold(5381u32, |h, &c| {
-            h.wrapping_mul(33).wrapping_add(u32::from(c))
-        });
         let table = self.gnu_hash as *const u32;
         // SAFETY (here and below): the GNU hash table's layout: four words, the Bloom filter
         // of 64-bit words, the buckets, then the chains; symbol entries at `symtab`, names in
@@ -211,6 +210,13 @@ impl LoadedObject {
             index += 1;
         }
     }
+}
+
+/// The GNU hash of a symbol name (Bernstein's, as the dynamic linker computes it).
+fn gnu_hash(name: &[u8]) -> u32 {
+    name.iter().fold(5381u32, |h, &c| {
+        h.wrapping_mul(33).wrapping_add(u32::from(c))
+    })
 }
 
 /// The dynamic linker's counts of objects loaded and unloaded so far.
