@@ -670,6 +670,10 @@ impl Kernel {
 
     pub(super) fn add_module(&self, state: &mut State, mut module: Module) {
         let id = module.info.id;
+        // Grown once for all of them, not doubling as they go in.
+        state
+            .exports
+            .reserve(module.symbols.iter().filter(|s| s.exported).count());
         for symbol in module.symbols.iter().filter(|s| s.exported) {
             state.exports.insert(
                 symbol.name.to_owned(),
