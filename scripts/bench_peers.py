@@ -74,8 +74,12 @@ def build(variant):
     run(["gcc", "-c", "-O2", "-o", OUT / "main.o", OUT / "main.c"])
     rtdyld = tool("llvm-rtdyld")
     if rtdyld:
-        libs = ["--dylib=libc.so.6", "--dylib=libm.so.6"]
-        commands["llvm-rtdyld -execute"] = [rtdyld, "-execute", *libs, str(OUT / "main.o"), *map(str, objects)]
+        # rtdyld opens each --dylib by the path given (a soname is "not found") and starts at
+        # `_main` unless told otherwise.
+        libs = [f"--dylib={library_path(name)}" for name in ("libc.so.6", "libm.so.6")]
+        commands["llvm-rtdyld -execute"] = [
+            rtdyld, "-execute", "-entry=main", *libs, str(OUT / "main.o"), *map(str, objects)
+        ]
     jitlink = tool("llvm-jitlink")
     if jitlink:
         commands["llvm-jitlink"] = [jitlink, str(OUT / "main.o"), *map(str, objects)]
@@ -83,6 +87,12 @@ def build(variant):
         # tcc links the objects in memory and compiles main.c, then runs it.
         commands["tcc -run"] = ["tcc", *map(str, objects), "-lm", "-run", str(OUT / "main.c")]
     return commands
+
+
+def library_path(soname):
+    """Where the C compiler's linker finds the shared library `soname`."""
+    found = run(["gcc", f"-print-file-name={soname}"]).stdout.strip()
+    return os.path.realpath(found)
 
 
 def tool(name):
@@ -129,6 +139,12 @@ def main():
             continue
         median = statistics.median(samples)
         print(f"| {name} | {median * 1000:.2f} | {median / ref:.2f}x | {answers.get(name, '')} |")
+    ours = times.get("msyms load+call")
+    if ours:
+        ours = statistics.median(ours)
+        for name, samples in times.items():
+            if samples and name != "msyms load+call" and statistics.median(samples) > ours:
+                print(f"msyms load+call is {statistics.median(samples) / ours:.1f}x faster than {name}")
 
 
 if __name__ == "__main__":
