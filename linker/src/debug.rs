@@ -69,7 +69,7 @@ impl Object<'_> {
 }
 
 /// The `.debug_*` sections of `object`, relocated for the image `layout` describes at `base`,
-/// its undefined symbols bound as `imports` says (what [`crate::link`] returned in
+/// its undefined symbols bound as `imports` says (what [`crate::link()`] returned in
 /// [`crate::LinkOutput`]). A section whose relocations cannot all be applied is left out, with
 /// the reason in [`DebugSections::skipped`]; the error is only for a file that cannot be read
 /// again.

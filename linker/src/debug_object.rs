@@ -52,7 +52,7 @@ struct OutSection<'a> {
 }
 
 /// The debug object of the module linked from `object` as `layout` says, at `output.base`
-/// ([`crate::link`]'s output). `eh_frames` are the linked bytes of `layout.eh_frames`, in the
+/// ([`crate::link()`]'s output). `eh_frames` are the linked bytes of `layout.eh_frames`, in the
 /// same order (read back from the image); an `.eh_frame` without them is described like the
 /// other sections, without contents. With `dwarf`, the object's `.debug_*` sections are
 /// relocated to the module's addresses and included.

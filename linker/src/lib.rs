@@ -5,7 +5,7 @@
 //! The phases, each a public step so the loader can put the machine's work in between:
 //! [`Object::parse`] → [`layout()`] (final size, stubs and GOT counted) → the caller picks a base →
 //! [`link_into`] (resolve through a [`Resolver`], relocate). On demand, [`debug_sections`] gives
-//! the object's DWARF relocated to the same addresses, for source lines, and [`debug_object`] an
+//! the object's DWARF relocated to the same addresses, for source lines, and [`debug_object()`] an
 //! ELF object describing the placed module for debuggers.
 
 #![forbid(unsafe_code)]

@@ -450,7 +450,7 @@ pub fn suggest(name: &str) -> Vec<String> {
 }
 
 /// The candidates close to `name` (within an edit distance of a third of its length, or one
-/// a prefix of the other), nearest first, at most [`MAX_SUGGESTIONS`].
+/// a prefix of the other), nearest first, at most `MAX_SUGGESTIONS`.
 pub fn closest_names<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<String> {
     let limit = (name.chars().count() / 3).max(1) + 1;
     let mut close: Vec<(usize, &str)> = candidates

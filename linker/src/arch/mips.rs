@@ -21,7 +21,7 @@
 //! | `R_MIPS_PCHI16` / `R_MIPS_PCLO16` | S + A - P | as HI16 / LO16 | a 32-bit difference |
 //! | `R_MIPS_PC32` | S + A - P | word | a 32-bit difference |
 //!
-//! Addends (read by [`Arch::implicit_addends`] at parse time):
+//! Addends (read by `Arch::implicit_addends` at parse time):
 //! - `R_MIPS_HI16`: AHL = (sign-extended `lui` immediate << 16) + the sign-extended immediate
 //!   of its matching `R_MIPS_LO16`, which is the next LO16 against the same symbol *later in
 //!   the table*, not necessarily the next entry (GNU ld's `mips_elf_next_relocation`, lld's

@@ -1,5 +1,5 @@
 //! What the native machine tells the rest of the process about each published module: its
-//! frames to the unwinder ([`unwind`]) and its debug object to gdb ([`jit`]), kept per
+//! frames to the unwinder ([`super::unwind`]) and its debug object to gdb ([`super::jit`]), kept per
 //! reservation until the reservation is released.
 
 use std::collections::HashMap;
