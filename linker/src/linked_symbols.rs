@@ -50,7 +50,7 @@ impl LinkedSymbols {
     }
 
     /// The bytes of all the names together.
-    pub fn names_len(&self) -> usize {
+    pub(crate) fn names_len(&self) -> usize {
         self.names.len()
     }
 
@@ -118,14 +118,6 @@ impl LinkedSymbols {
         }
     }
 }
-
-impl PartialEq for LinkedSymbols {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
-    }
-}
-
-impl Eq for LinkedSymbols {}
 
 impl<'a> IntoIterator for &'a LinkedSymbols {
     type Item = LinkedSymbol<'a>;

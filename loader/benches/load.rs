@@ -1,8 +1,8 @@
 //! In-process cost of loading real modules: the linker's phases alone (parse, layout, link into
 //! a buffer), the whole load (read, placement, link, publish, constructors) with and without
 //! its unload, a kernel's first load (nothing reused from an earlier one), and the floor a
-//! loader of sqlite.o cannot go under: mapping fresh memory for its
-//! allocated sections, copying them in, protecting and unmapping it (`floor/sqlite.o`).
+//! loader of sqlite.o cannot go under: mapping fresh memory for its allocated sections,
+//! copying them in, protecting and unmapping it (`floor/sqlite.o`).
 //!
 //! `cargo bench -p dlkm-loader --bench load`
 

@@ -91,7 +91,9 @@ pub(crate) fn read_object(path: &Path, buffer: &ReadBuffer) -> io::Result<Object
     let (mut map, offset) = buffer.take(span)?;
     let len = read_into(&mut file, &mut map[offset..offset + span])?;
     if len == span {
-        // The file grew past its size as it was read: read all of it the ordinary way.
+        // The file grew past its size as it was read: read all of it the ordinary way, and
+        // keep the mapping for the next.
+        buffer.recycle(ObjectBytes::Mapped { map, offset, len });
         return Ok(ObjectBytes::Heap(std::fs::read(path)?));
     }
     Ok(ObjectBytes::Mapped { map, offset, len })

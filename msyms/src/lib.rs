@@ -3,8 +3,8 @@
 //!
 //! A [`Session`] holds a [`dlkm_loader::Kernel`] and the module path; [`Session::execute`] runs
 //! a command line (`;` separates commands, `"…"` quotes), and [`Session::run_steps`] runs a
-//! batch with msyms' error policy. The printers in [`print`](mod@print) produce the outputs whose formats
-//! are a contract (the `modules` header, a call's `= DEC (0xHEX)`).
+//! batch with msyms' error policy. The printers in [`print`](mod@print) produce the outputs
+//! whose formats are a contract (the `modules` header, a call's `= DEC (0xHEX)`).
 
 pub mod arch;
 pub mod commands;

@@ -44,15 +44,22 @@ impl Kernel {
                 source,
             }
         })?;
+        let registered = self.register_object(path, &bytes);
+        self.read_buffer.recycle(bytes);
+        registered
+    }
+
+    /// [`Kernel::register`] of the object read from `path`.
+    fn register_object(self: &Arc<Self>, path: &Path, bytes: &[u8]) -> Result<ModuleId, LoadError> {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
         let object_name = path.display().to_string();
-        let object = Object::parse(&object_name, &bytes)?;
+        let object = Object::parse(&object_name, bytes)?;
         self.check_arch(&stem, &object_name, &object)?;
         let metadata = self.metadata(&stem, Some(path), &object)?;
-        Self::verify_checksum(&metadata, &object_name, &bytes)?;
+        Self::verify_checksum(&metadata, &object_name, bytes)?;
         let name = metadata.name.clone();
         let functions: Vec<&str> = object
             .exported_symbols()

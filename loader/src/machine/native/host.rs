@@ -219,53 +219,54 @@ fn gnu_hash(name: &[u8]) -> u32 {
     })
 }
 
-/// The dynamic linker's counts of objects loaded and unloaded so far.
-fn generation() -> (u64, u64) {
-    unsafe extern "C" fn first(
+/// Calls `visit` with each loaded object's record, as `dl_iterate_phdr` gives them, until it
+/// returns `false`.
+fn each_loaded_object(mut visit: impl FnMut(&libc::dl_phdr_info) -> bool) {
+    type Visit<'a> = &'a mut dyn FnMut(&libc::dl_phdr_info) -> bool;
+    unsafe extern "C" fn trampoline(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         data: *mut libc::c_void,
     ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info record and our own `data`.
-        let (info, counts) = unsafe { (&*info, &mut *(data as *mut (u64, u64))) };
-        *counts = (info.dlpi_adds, info.dlpi_subs);
-        1
+        // SAFETY: dl_iterate_phdr passes a valid info record and our own `data`, the visitor
+        // below.
+        let (info, visit) = unsafe { (&*info, &mut *(data as *mut Visit)) };
+        libc::c_int::from(!visit(info))
     }
-    let mut counts = (0u64, 0u64);
-    // SAFETY: `first` reads the first record and writes the pair behind `data`, which
-    // outlives the call; returning 1 ends the walk there.
+    let mut visit: Visit = &mut visit;
+    // SAFETY: `trampoline` only hands the records it is given to the visitor behind `data`,
+    // which outlives the call; a nonzero return ends the walk.
     unsafe {
-        libc::dl_iterate_phdr(Some(first), &mut counts as *mut (u64, u64) as *mut _);
+        libc::dl_iterate_phdr(Some(trampoline), &mut visit as *mut Visit as *mut _);
     }
+}
+
+/// The dynamic linker's counts of objects loaded and unloaded so far.
+fn generation() -> (u64, u64) {
+    let mut counts = (0, 0);
+    each_loaded_object(|info| {
+        counts = (info.dlpi_adds, info.dlpi_subs);
+        false
+    });
     counts
 }
 
-/// Every object loaded now that has a GNU hash table.
+/// The objects loaded now that have a GNU hash table, and whether they are all that have
+/// dynamic symbols.
 fn loaded_objects() -> Scope {
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info record and our own `data`.
-        let (info, scope) = unsafe { (&*info, &mut *(data as *mut Scope)) };
+    let mut scope = Scope {
+        complete: true,
+        ..Scope::default()
+    };
+    each_loaded_object(|info| {
         scope.generation = (info.dlpi_adds, info.dlpi_subs);
         match read_object(info) {
             Dynamic::Hashed(object) => scope.objects.push(object),
             Dynamic::Unhashed => scope.complete = false,
             Dynamic::None => {}
         }
-        0
-    }
-    let mut scope = Scope {
-        complete: true,
-        ..Scope::default()
-    };
-    // SAFETY: `visit` only reads the records it is given and writes to the scope behind
-    // `data`, which outlives the call.
-    unsafe {
-        libc::dl_iterate_phdr(Some(visit), &mut scope as *mut Scope as *mut _);
-    }
+        true
+    });
     scope
 }
 

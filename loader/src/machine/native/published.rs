@@ -1,6 +1,6 @@
 //! What the native machine tells the rest of the process about each published module: its
-//! frames to the unwinder ([`super::unwind`]) and its debug object to gdb ([`super::jit`]), kept per
-//! reservation until the reservation is released.
+//! frames to the unwinder ([`super::unwind`]) and its debug object to gdb ([`super::jit`]),
+//! kept per reservation until the reservation is released.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
