@@ -25,7 +25,7 @@ use object::SectionFlags;
 
 use crate::arch::{Arch, Expr, Field};
 use crate::error::{malformed, LinkError};
-use crate::input::{read_implicit_addends, Object, SymbolDef};
+use crate::input::{Object, SymbolDef};
 use crate::layout::Layout;
 use crate::link::{check_field, check_value, reloc_site, write_data, Import};
 use crate::with_arch;
@@ -179,11 +179,10 @@ fn relocate_section<'data, A: Arch>(
     let data = section
         .data()
         .map_err(|e| malformed(&object.name, format!("section {name}: {e}")))?;
-    let mut relocs = object.read_relocations(file, section.index(), name)?;
-    read_implicit_addends(&object.name, object.arch, name, data, &mut relocs)?;
+    let relocs = object.read_relocations(file, section.index(), name, data)?;
     let mut bytes = data.to_vec();
     for reloc in &relocs {
-        let site = || reloc_site(object, name, reloc);
+        let site = || reloc_site(object, name, &reloc);
         let kind =
             A::classify(reloc.r_type).map_err(|refusal| LinkError::UnsupportedRelocation {
                 site: site(),
@@ -201,7 +200,7 @@ fn relocate_section<'data, A: Arch>(
                 })
             }
         }
-        check_field(kind, reloc, bytes.len() as u64, site)?;
+        check_field(kind, &reloc, bytes.len() as u64, site)?;
         let symbol = values
             .get(reloc.symbol as usize)
             .copied()

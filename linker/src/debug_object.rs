@@ -493,15 +493,9 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::corpus;
     use crate::{layout, link, ExternalKind, ExternalSymbol, LayoutOptions};
     use object::read::{ObjectSection as _, ObjectSymbol as _};
-
-    fn corpus(path: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../corpus")
-            .join(path);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
 
     /// Every architecture's debug object reads back: sections at their load addresses,
     /// symbols at theirs, `.eh_frame` with the linked bytes, the DWARF relocated.

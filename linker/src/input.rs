@@ -4,12 +4,13 @@
 //! used, so that the later phases can index without panicking.
 
 use object::elf;
-use object::read::elf::{ElfFile, FileHeader, Rel as _, Rela as _, SectionHeader as _, Sym as _};
+use object::read::elf::{ElfFile, FileHeader, SectionHeader as _, Sym as _};
 use object::read::{Object as _, ObjectSection as _};
 use object::{Endianness, SectionFlags, SectionIndex, SymbolIndex};
 
-use crate::arch::{Arch, ArchKind};
+use crate::arch::ArchKind;
 use crate::error::{malformed, LinkError};
+use crate::relocations::{self, Relocations};
 
 /// Where a section goes in the image: the kinds are kept apart so each can get its own
 /// protection (W^X).
@@ -41,30 +42,7 @@ pub struct Section<'data> {
     pub data: &'data [u8],
     pub size: u64,
     pub align: u64,
-    pub relocs: Vec<Reloc>,
-}
-
-/// One relocation entry as read from the file. The addend of REL entries is read later from
-/// the relocated place, by the architecture. 24 bytes: SQLite has 10,700 of them, and a fresh
-/// page of memory costs more than the fields' widening. The offset is within its section
-/// (checked when read), so 32 bits are enough.
-#[derive(Debug, Clone, Copy)]
-pub struct Reloc {
-    pub addend: i64,
-    pub offset: u32,
-    pub r_type: u32,
-    pub symbol: u32,
-    pub implicit_addend: bool,
-}
-
-const _: () = assert!(std::mem::size_of::<Reloc>() == 24);
-
-impl Reloc {
-    /// The offset of the relocated place in its section.
-    #[inline]
-    pub fn place(&self) -> u64 {
-        u64::from(self.offset)
-    }
+    pub relocs: Relocations<'data>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,153 +155,41 @@ impl<'data> Object<'data> {
             file: data,
         };
         object.attach_relocations(&file)?;
-        object.read_implicit_addends()?;
         Ok(object)
     }
 
     fn attach_relocations(&mut self, file: &object::File<'data>) -> Result<(), LinkError> {
         for target in 0..self.sections.len() {
             if self.sections[target].kind.is_some() {
-                let name = self.sections[target].name;
+                let section = &self.sections[target];
                 self.sections[target].relocs =
-                    self.read_relocations(file, SectionIndex(target), name)?;
+                    self.read_relocations(file, SectionIndex(target), section.name, section.data)?;
             }
         }
         Ok(())
     }
 
-    /// The relocations of section `target` (named `target_name`) of the file this object was
-    /// parsed from; REL addends are still to be read ([`read_implicit_addends`]).
+    /// The relocations of section `target` (named `target_name`, holding `target_data`) of the
+    /// file this object was parsed from, each entry checked and REL addends read.
     pub(crate) fn read_relocations(
         &self,
         file: &object::File<'data>,
-        target: SectionIndex,
-        target_name: &str,
-    ) -> Result<Vec<Reloc>, LinkError> {
+        index: SectionIndex,
+        name: &str,
+        data: &[u8],
+    ) -> Result<Relocations<'data>, LinkError> {
+        let target = relocations::Target {
+            object: &self.name,
+            arch: self.arch,
+            name,
+            data,
+            symbol_count: self.symbols.len(),
+        };
         match file {
-            object::File::Elf32(elf) => self.elf_relocations(elf, target, target_name),
-            object::File::Elf64(elf) => self.elf_relocations(elf, target, target_name),
+            object::File::Elf32(elf) => relocations::read(&target, index, elf),
+            object::File::Elf64(elf) => relocations::read(&target, index, elf),
             _ => Err(malformed(&self.name, "not an ELF file")),
         }
-    }
-
-    /// Reads the relocations straight from the ELF tables: every relocation section that
-    /// applies to `target` through the symbol table the object uses, each entry's symbol
-    /// index checked. A relocation section whose bytes lie outside the file or do not divide
-    /// into entries is an error, not a section without relocations.
-    fn elf_relocations<Elf: FileHeader<Endian = Endianness>>(
-        &self,
-        elf: &ElfFile<'data, Elf>,
-        target: SectionIndex,
-        target_name: &str,
-    ) -> Result<Vec<Reloc>, LinkError> {
-        let (endian, data) = (elf.endian(), elf.data());
-        let table = elf.elf_section_table();
-        let chains = elf.elf_relocation_sections();
-        let mut relocs = Vec::new();
-        let mut index = target;
-        while let Some(next) = chains.get(index) {
-            index = next;
-            let header = table.section(index).map_err(|e| malformed(&self.name, e))?;
-            let place = |e: object::Error| {
-                let name = table.section_name(endian, header).unwrap_or(b"?");
-                malformed(
-                    &self.name,
-                    format!(
-                        "relocation section {} (#{}): {e}",
-                        String::from_utf8_lossy(name),
-                        index.0
-                    ),
-                )
-            };
-            let checked = |offset: u64, symbol: u32, r_type: u32, addend: Option<i64>| {
-                self.checked_reloc(target_name, offset, r_type, symbol, addend)
-            };
-            match header.sh_type(endian) {
-                elf::SHT_RELA => {
-                    let entries: &[Elf::Rela] =
-                        header.data_as_array(endian, data).map_err(place)?;
-                    relocs.reserve(entries.len());
-                    for r in entries {
-                        relocs.push(checked(
-                            r.r_offset(endian).into(),
-                            r.r_sym(endian, false),
-                            r.r_type(endian, false),
-                            Some(r.r_addend(endian).into()),
-                        )?);
-                    }
-                }
-                elf::SHT_REL => {
-                    let entries: &[Elf::Rel] = header.data_as_array(endian, data).map_err(place)?;
-                    relocs.reserve(entries.len());
-                    for r in entries {
-                        relocs.push(checked(
-                            r.r_offset(endian).into(),
-                            r.r_sym(endian),
-                            r.r_type(endian),
-                            None,
-                        )?);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(relocs)
-    }
-
-    /// A relocation of section `section` whose symbol index is inside the table; `addend` is
-    /// `None` for REL entries, whose addends are still to be read.
-    #[inline]
-    fn checked_reloc(
-        &self,
-        section: &str,
-        offset: u64,
-        r_type: u32,
-        symbol: u32,
-        addend: Option<i64>,
-    ) -> Result<Reloc, LinkError> {
-        match u32::try_from(offset) {
-            Ok(offset) if (symbol as usize) < self.symbols.len() => Ok(Reloc {
-                offset,
-                r_type,
-                symbol,
-                addend: addend.unwrap_or(0),
-                implicit_addend: addend.is_none(),
-            }),
-            _ => Err(self.bad_reloc(section, offset, symbol)),
-        }
-    }
-
-    #[cold]
-    fn bad_reloc(&self, section: &str, offset: u64, symbol: u32) -> LinkError {
-        let problem = if symbol as usize >= self.symbols.len() {
-            format!(
-                "names symbol index {symbol}, the table has {}",
-                self.symbols.len()
-            )
-        } else {
-            "lies past the end of its section".to_string()
-        };
-        malformed(
-            &self.name,
-            format!("relocation at {section}+{offset:#x} {problem}"),
-        )
-    }
-
-    /// REL objects keep addends in the relocated bytes: read them once, here, so every later
-    /// phase sees `addend` filled in whatever the format.
-    fn read_implicit_addends(&mut self) -> Result<(), LinkError> {
-        let (object, arch) = (&self.name, self.arch);
-        for section in &mut self.sections {
-            read_implicit_addends(
-                object,
-                arch,
-                section.name,
-                section.data,
-                &mut section.relocs,
-            )?;
-        }
-        Ok(())
     }
 
     /// The name used for a symbol in messages: section symbols get their section's name.
@@ -342,21 +208,6 @@ impl<'data> Object<'data> {
     pub fn exported_symbols(&self) -> impl Iterator<Item = &Symbol<'data>> {
         self.symbols.iter().filter(|s| s.is_exported())
     }
-}
-
-/// REL relocations keep their addends in the bytes they relocate: reads them into `relocs`.
-pub(crate) fn read_implicit_addends(
-    object: &str,
-    arch: ArchKind,
-    section: &str,
-    data: &[u8],
-    relocs: &mut [Reloc],
-) -> Result<(), LinkError> {
-    if relocs.iter().any(|r| r.implicit_addend) {
-        crate::with_arch!(arch, A => A::implicit_addends(data, relocs))
-            .map_err(|e| malformed(object, format!("section {section}: {e}")))?;
-    }
-    Ok(())
 }
 
 fn elf_machine(data: &[u8]) -> Result<u16, LinkError> {
@@ -391,7 +242,7 @@ fn parse_sections<'data>(
                 data: &[],
                 size: 0,
                 align: 1,
-                relocs: Vec::new(),
+                relocs: Relocations::default(),
             });
         }
         let SectionFlags::Elf { sh_flags } = section.flags() else {
@@ -418,7 +269,7 @@ fn parse_sections<'data>(
             data,
             size: section.size(),
             align,
-            relocs: Vec::new(),
+            relocs: Relocations::default(),
         };
     }
     Ok(sections)

@@ -436,27 +436,30 @@ fn count_slots<A: Arch>(object: &Object) -> Result<SlotCount, LinkError> {
     let mut region_size = None;
     let mut classifier = Classifier::<A>::new();
     for section in object.sections.iter().filter(|s| s.kind.is_some()) {
-        for reloc in &section.relocs {
-            let kind = classifier.classify(reloc.r_type).map_err(|refusal| {
-                LinkError::UnsupportedRelocation {
-                    site: crate::link::reloc_site(object, section.name, reloc),
-                    hint: refusal.hint.map(str::to_string),
+        let mut slices = section.relocs.slices();
+        while let Some(relocs) = slices.next() {
+            for reloc in relocs {
+                let kind = classifier.classify(reloc.r_type).map_err(|refusal| {
+                    LinkError::UnsupportedRelocation {
+                        site: crate::link::reloc_site(object, section.name, reloc),
+                        hint: refusal.hint.map(str::to_string),
+                    }
+                })?;
+                let symbol = &object.symbols[reloc.symbol as usize];
+                needs_low |= kind.needs_low_address;
+                if let crate::Range::Region { bits, .. } = kind.range {
+                    region_size = Some(1u64 << bits);
                 }
-            })?;
-            let symbol = &object.symbols[reloc.symbol as usize];
-            needs_low |= kind.needs_low_address;
-            if let crate::Range::Region { bits, .. } = kind.range {
-                region_size = Some(1u64 << bits);
-            }
-            if kind.stub != StubUse::Never
-                && symbol.def == SymbolDef::Undefined
-                && reloc.symbol != 0
-                && symbol.ty != SymbolType::Section
-            {
-                stubs.insert(A::stub_key(reloc.symbol, reloc.addend));
-            }
-            if kind.expr.uses_got_slot() {
-                got.insert(A::got_key(reloc.symbol, reloc.addend));
+                if kind.stub != StubUse::Never
+                    && symbol.def == SymbolDef::Undefined
+                    && reloc.symbol != 0
+                    && symbol.ty != SymbolType::Section
+                {
+                    stubs.insert(A::stub_key(reloc.symbol, reloc.addend));
+                }
+                if kind.expr.uses_got_slot() {
+                    got.insert(A::got_key(reloc.symbol, reloc.addend));
+                }
             }
         }
     }
@@ -485,7 +488,7 @@ fn short_reach_imports_for<'o, A: Arch>(object: &'o Object) -> Vec<&'o str> {
         .sections
         .iter()
         .filter(|s| s.kind.is_some())
-        .flat_map(|s| &s.relocs)
+        .flat_map(|s| s.relocs.iter())
     {
         let short_field = classifier.classify(reloc.r_type).is_ok_and(|k| {
             // 32-bit fields, and aarch64's ADRP (±4 GiB of pages).

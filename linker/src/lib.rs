@@ -18,12 +18,13 @@ mod input;
 mod layout;
 mod link;
 mod linked_symbols;
+mod relocations;
 
 pub use arch::{ArchKind, Expr, Field, Range, RelocKind, StubUse};
 pub use debug::{debug_sections, DebugSections, SkippedSection};
 pub use debug_object::{debug_object, DebugObject};
 pub use error::{LinkError, RelocSite};
-pub use input::{Object, Reloc, Section, SectionKind, Symbol, SymbolDef, SymbolType};
+pub use input::{Object, Section, SectionKind, Symbol, SymbolDef, SymbolType};
 pub use layout::{
     layout, Area, CopyRequest, Layout, LayoutOptions, Segment, SegmentKind, DEFAULT_MAX_ALIGN,
     DEFAULT_MAX_IMAGE_SIZE, EH_FRAME_TERMINATOR,
@@ -33,6 +34,7 @@ pub use link::{
     LinkOutput, Resolver,
 };
 pub use linked_symbols::{LinkedSymbol, LinkedSymbols};
+pub use relocations::{Iter as RelocIter, Reloc, Relocations};
 
 /// Runs `$body` with `$A` bound to the architecture type of `$kind`: one dispatch per object,
 /// none per relocation.
@@ -59,4 +61,15 @@ macro_rules! with_arch {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod test_support {
+    /// A committed corpus object, by its path under `corpus/`.
+    pub(crate) fn corpus(path: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../corpus")
+            .join(path);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
 }

@@ -4,9 +4,10 @@
 
 use crate::arch::{page, Arch, Classifier, Expr, Field, RelocKind, StubUse};
 use crate::error::{LinkError, RelocSite};
-use crate::input::{Object, Reloc, Section, SectionKind, SymbolDef, SymbolType};
+use crate::input::{Object, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
 use crate::linked_symbols::{LinkedSymbols, LinkedSymbolsBuilder};
+use crate::relocations::Reloc;
 use crate::with_arch;
 
 /// The psABI's name for the GOT's base, which the linker defines.
@@ -337,8 +338,11 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
     fn referenced_symbols(&self) -> Vec<bool> {
         let mut referenced = vec![false; self.object.symbols.len()];
         for section in self.loaded_sections() {
-            for reloc in &section.1.relocs {
-                referenced[reloc.symbol as usize] = true;
+            let mut slices = section.1.relocs.slices();
+            while let Some(relocs) = slices.next() {
+                for reloc in relocs {
+                    referenced[reloc.symbol as usize] = true;
+                }
             }
         }
         referenced
@@ -394,25 +398,28 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         let mut relaxed = 0;
         let mut classifier = Classifier::<A>::new();
         for (offset, section) in self.loaded_sections() {
-            for reloc in &section.relocs {
-                let kind = classifier.classify(reloc.r_type).map_err(|refusal| {
-                    LinkError::UnsupportedRelocation {
-                        site: self.site(section, reloc),
-                        hint: refusal.hint.map(str::to_string),
+            let section_image = &mut image[offset as usize..(offset + section.size) as usize];
+            let mut slices = section.relocs.slices();
+            while let Some(relocs) = slices.next() {
+                for reloc in relocs {
+                    let kind = classifier.classify(reloc.r_type).map_err(|refusal| {
+                        LinkError::UnsupportedRelocation {
+                            site: self.site(section, reloc),
+                            hint: refusal.hint.map(str::to_string),
+                        }
+                    })?;
+                    if kind.expr == Expr::None {
+                        continue;
                     }
-                })?;
-                if kind.expr == Expr::None {
-                    continue;
-                }
-                if section.kind == Some(SectionKind::ZeroFill) {
-                    return Err(field_outside(kind, section.size, self.site(section, reloc)));
-                }
-                check_field(kind, reloc, section.size, || self.site(section, reloc))?;
-                let section_image = &mut image[offset as usize..(offset + section.size) as usize];
-                match self.apply(section, reloc, kind, offset, section_image)? {
-                    Applied::Direct => {}
-                    Applied::ViaStub => stubs_used += 1,
-                    Applied::Relaxed => relaxed += 1,
+                    if section.kind == Some(SectionKind::ZeroFill) {
+                        return Err(field_outside(kind, section.size, self.site(section, reloc)));
+                    }
+                    check_field(kind, reloc, section.size, || self.site(section, reloc))?;
+                    match self.apply(section, reloc, kind, offset, section_image)? {
+                        Applied::Direct => {}
+                        Applied::ViaStub => stubs_used += 1,
+                        Applied::Relaxed => relaxed += 1,
+                    }
                 }
             }
         }

@@ -60,7 +60,7 @@ use std::collections::HashMap;
 use object::elf;
 
 use super::{read_field, Arch, ArchKind, Expr, Field, Range, Refusal, RelocKind, StubUse};
-use crate::input::Reloc;
+use crate::relocations::Reloc;
 use crate::Layout;
 
 pub(crate) struct Mips<const BIG_ENDIAN: bool>;

@@ -8,7 +8,7 @@ pub mod x86_64;
 
 use object::elf;
 
-use crate::input::Reloc;
+use crate::relocations::Reloc;
 
 /// The architectures dlkm links for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
