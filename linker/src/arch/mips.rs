@@ -29,8 +29,9 @@
 //!   HI16 feed several LO16s (the HI16 pairs with the first; every LO16 only needs its own low
 //!   half). A HI16 with no matching LO16 (gcc's dead-code elimination can leave one) uses its
 //!   own half alone, as GNU ld and lld do (both only warn): AHL = imm << 16. `R_MIPS_PCHI16`
-//!   pairs with `R_MIPS_PCLO16` the same way. The pairing is one backward pass with a map from
-//!   symbol to the nearest LO16 below: O(n) per section.
+//!   pairs with `R_MIPS_PCLO16` the same way. The LO16 is looked for in the next few entries,
+//!   where compilers put it; a HI16 whose LO16 is further has it found by one backward pass
+//!   with a map from symbol to the nearest LO16 below: O(n) per section either way.
 //! - `R_MIPS_26`: the 26-bit field << 2, sign-extended from 28 bits (lld; GNU ld for every
 //!   symbol but section symbols, which only differ for offsets of 128 MiB and more). The psABI's
 //!   `(A << 2 | (P + 4) & 0xf0000000) + S` for local symbols gives the same field: the region
@@ -59,7 +60,9 @@ use std::collections::HashMap;
 
 use object::elf;
 
-use super::{read_field, Arch, ArchKind, Expr, Field, Range, Refusal, RelocKind, StubUse};
+use super::{
+    read_field, Arch, ArchKind, Classifier, Expr, Field, Range, Refusal, RelocKind, StubUse,
+};
 use crate::relocations::Reloc;
 use crate::Layout;
 
@@ -475,10 +478,14 @@ impl<const BIG: bool> Arch for Mips<BIG> {
     }
 
     /// Each field's own addend first, then every HI16 gets the low half of its LO16: the next
-    /// LO16 against the same symbol further down the table, found in one backward pass.
+    /// LO16 against the same symbol further down the table. Compilers put it a few entries
+    /// on, so it is looked for in the next [`PAIR_WINDOW`] entries; a HI16 whose LO16 is
+    /// further has it found by one backward pass with a map over the whole section, made only
+    /// then.
     fn implicit_addends(data: &[u8], relocs: &mut [Reloc]) -> Result<(), String> {
+        let mut classifier = Classifier::<Self>::new();
         for reloc in relocs.iter_mut().filter(|r| r.implicit_addend) {
-            let Ok(kind) = Self::classify(reloc.r_type) else {
+            let Ok(kind) = classifier.classify(reloc.r_type) else {
                 continue; // reported when the object is laid out
             };
             if kind.expr == Expr::None {
@@ -495,22 +502,29 @@ impl<const BIG: bool> Arch for Mips<BIG> {
             reloc.addend = read_field::<Self>(data, reloc.place(), kind.field)?;
         }
 
-        // (symbol, LO type) -> the low half of the nearest such LO16 below.
-        let mut next_low: HashMap<(u32, u32), i64> = HashMap::new();
-        for reloc in relocs.iter_mut().rev().filter(|r| r.implicit_addend) {
-            let low_type = match reloc.r_type {
-                elf::R_MIPS_LO16 | R_MIPS_PCLO16 => {
-                    next_low.insert((reloc.symbol, reloc.r_type), reloc.addend);
-                    continue;
-                }
-                elf::R_MIPS_HI16 => elf::R_MIPS_LO16,
-                R_MIPS_PCHI16 => R_MIPS_PCLO16,
-                _ => continue,
+        // The low halves, all read before any HI16 is changed.
+        let mut far = Vec::new();
+        let mut lows = Vec::new();
+        for (at, reloc) in relocs.iter().enumerate() {
+            let Some(low_type) = paired_low(reloc) else {
+                continue;
             };
-            if let Some(&low) = next_low.get(&(reloc.symbol, low_type)) {
-                // AHL is a 32-bit quantity: `%hi(x + 0x7fffffff)` is 0x8000, negative alone.
-                reloc.addend = i64::from(reloc.addend.wrapping_add(low) as i32);
+            let window = relocs[at + 1..].iter().take(PAIR_WINDOW);
+            match window
+                .into_iter()
+                .find(|r| is_low(r, reloc.symbol, low_type))
+            {
+                Some(low) => lows.push((at, low.addend)),
+                None => far.push(at),
             }
+        }
+        if !far.is_empty() {
+            lows.extend(far_lows(relocs, &far));
+        }
+        for (at, low) in lows {
+            let high = &mut relocs[at];
+            // AHL is a 32-bit quantity: `%hi(x + 0x7fffffff)` is 0x8000, negative alone.
+            high.addend = i64::from(high.addend.wrapping_add(low) as i32);
         }
         Ok(())
     }
@@ -519,5 +533,177 @@ impl<const BIG: bool> Arch for Mips<BIG> {
     /// the 64 KiB after it.
     fn global_pointer(layout: &Layout, base: u64) -> u64 {
         base.wrapping_add(layout.got.offset).wrapping_add(0x7ff0)
+    }
+}
+
+/// How far [`Arch::implicit_addends`] looks for a HI16's LO16 before it falls back to a map:
+/// gcc and clang put it within a few entries.
+const PAIR_WINDOW: usize = 8;
+
+/// The LO type a REL HI16 pairs with.
+fn paired_low(reloc: &Reloc) -> Option<u32> {
+    match reloc.r_type {
+        _ if !reloc.implicit_addend => None,
+        elf::R_MIPS_HI16 => Some(elf::R_MIPS_LO16),
+        R_MIPS_PCHI16 => Some(R_MIPS_PCLO16),
+        _ => None,
+    }
+}
+
+fn is_low(reloc: &Reloc, symbol: u32, low_type: u32) -> bool {
+    reloc.implicit_addend && reloc.r_type == low_type && reloc.symbol == symbol
+}
+
+/// The low halves for the HI16s at `far` (ascending indices), whose LO16 is further down
+/// than the window, if they have one.
+fn far_lows(relocs: &[Reloc], far: &[usize]) -> Vec<(usize, i64)> {
+    waiting_lows(relocs, far).unwrap_or_else(|| mapped_lows(relocs, far))
+}
+
+/// How many HI16s [`waiting_lows`] lets wait for their LO16 at once before a map is faster.
+const WAITING_MAX: usize = 1024;
+
+/// One forward pass from the first far HI16, with the HI16s still waiting for their LO16 in a
+/// list (GNU ld's way), which a LO16 looks through only if a HI16 of a symbol of the same
+/// residue waits; `None` if more than [`WAITING_MAX`] wait at once.
+fn waiting_lows(relocs: &[Reloc], far: &[usize]) -> Option<Vec<(usize, i64)>> {
+    let bucket = |symbol: u32| symbol as usize % 256;
+    let mut waiting_in = [0u32; 256];
+    let mut waiting: Vec<(usize, u32, u32)> = Vec::new();
+    let mut found = Vec::new();
+    let mut next_far = far.iter().peekable();
+    let start = *far.first()?;
+    for (at, reloc) in relocs.iter().enumerate().skip(start) {
+        if next_far.next_if_eq(&&at).is_some() {
+            if waiting.len() == WAITING_MAX {
+                return None;
+            }
+            waiting.push((at, reloc.symbol, paired_low(reloc)?));
+            waiting_in[bucket(reloc.symbol)] += 1;
+        } else if reloc.implicit_addend
+            && matches!(reloc.r_type, elf::R_MIPS_LO16 | R_MIPS_PCLO16)
+            && waiting_in[bucket(reloc.symbol)] > 0
+        {
+            waiting.retain(|&(high, symbol, low_type)| {
+                let pairs = symbol == reloc.symbol && low_type == reloc.r_type;
+                if pairs {
+                    found.push((high, reloc.addend));
+                    waiting_in[bucket(symbol)] -= 1;
+                }
+                !pairs
+            });
+            if waiting.is_empty() && next_far.peek().is_none() {
+                break;
+            }
+        }
+    }
+    Some(found)
+}
+
+/// One backward pass over the whole section with a map from (symbol, LO type) to the nearest
+/// LO16 below.
+fn mapped_lows(relocs: &[Reloc], far: &[usize]) -> Vec<(usize, i64)> {
+    let mut next_low: HashMap<(u32, u32), i64> = HashMap::new();
+    let mut found = Vec::new();
+    let mut pending = far.iter().rev().peekable();
+    for (at, reloc) in relocs.iter().enumerate().rev() {
+        if pending.next_if_eq(&&at).is_some() {
+            let low = paired_low(reloc).and_then(|t| next_low.get(&(reloc.symbol, t)));
+            if let Some(&low) = low {
+                found.push((at, low));
+            }
+        } else if reloc.implicit_addend && matches!(reloc.r_type, elf::R_MIPS_LO16 | R_MIPS_PCLO16)
+        {
+            next_low.insert((reloc.symbol, reloc.r_type), reloc.addend);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type M = Mips<true>;
+
+    /// A table of `count` REL entries of random HI16, LO16, PCHI16, PCLO16 and R_MIPS_32
+    /// types against `symbols` symbols, each relocating its own random word.
+    fn random_table(count: usize, symbols: u64, seed: u64) -> (Vec<u8>, Vec<Reloc>) {
+        let mut state = seed;
+        let mut next = move |below: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % below
+        };
+        let types = [
+            elf::R_MIPS_HI16,
+            elf::R_MIPS_HI16,
+            elf::R_MIPS_LO16,
+            elf::R_MIPS_LO16,
+            R_MIPS_PCHI16,
+            R_MIPS_PCLO16,
+            elf::R_MIPS_32,
+        ];
+        let mut data = Vec::new();
+        let mut relocs = Vec::new();
+        for at in 0..count {
+            data.extend_from_slice(&(next(1 << 32) as u32).to_be_bytes());
+            relocs.push(Reloc {
+                addend: 0,
+                offset: 4 * at as u32,
+                r_type: types[next(types.len() as u64) as usize],
+                symbol: next(symbols) as u32 + 1,
+                implicit_addend: true,
+            });
+        }
+        (data, relocs)
+    }
+
+    /// The pairing as the psABI states it, done the slow way: each HI16 looks down the whole
+    /// rest of the table for the first LO16 against its symbol.
+    fn paired_by_scanning(data: &[u8], relocs: &[Reloc]) -> Vec<i64> {
+        let own: Vec<i64> = relocs
+            .iter()
+            .map(|r| {
+                read_field::<M>(data, r.place(), M::classify(r.r_type).unwrap().field).unwrap()
+            })
+            .collect();
+        let mut addends = own.clone();
+        for (at, high) in relocs.iter().enumerate() {
+            let low_type = match high.r_type {
+                elf::R_MIPS_HI16 => elf::R_MIPS_LO16,
+                R_MIPS_PCHI16 => R_MIPS_PCLO16,
+                _ => continue,
+            };
+            let low = (at + 1..relocs.len())
+                .find(|&j| relocs[j].r_type == low_type && relocs[j].symbol == high.symbol);
+            if let Some(j) = low {
+                addends[at] = i64::from(own[at].wrapping_add(own[j]) as i32);
+            }
+        }
+        addends
+    }
+
+    /// HI16s whose LO16 is in the window, further down (a few waiting at once), and so far or
+    /// missing that more than `WAITING_MAX` wait and the map takes over: every one gets the
+    /// addend the slow scan gives.
+    #[test]
+    fn hi16_pairing_agrees_with_a_full_scan_near_far_and_missing() {
+        for (count, symbols, seed) in [
+            (4_000, 3, 1),
+            (4_000, 40, 2),
+            (6_000, 5_000, 3),
+            (200, 1, 4),
+        ] {
+            let (data, mut relocs) = random_table(count, symbols, seed);
+            let expected = paired_by_scanning(&data, &relocs);
+            M::implicit_addends(&data, &mut relocs).unwrap();
+            let got: Vec<i64> = relocs.iter().map(|r| r.addend).collect();
+            assert_eq!(
+                got, expected,
+                "{count} relocations against {symbols} symbols"
+            );
+        }
     }
 }

@@ -399,9 +399,13 @@ pub(crate) trait Arch {
     /// Fills in the addends of a REL section's relocations from the bytes they relocate.
     /// Architectures whose addends span several relocations (MIPS HI16/LO16) override it.
     /// `Err` says what is wrong, for a message naming the section.
-    fn implicit_addends(data: &[u8], relocs: &mut [Reloc]) -> Result<(), String> {
+    fn implicit_addends(data: &[u8], relocs: &mut [Reloc]) -> Result<(), String>
+    where
+        Self: Sized,
+    {
+        let mut classifier = Classifier::<Self>::new();
         for reloc in relocs.iter_mut().filter(|r| r.implicit_addend) {
-            let Ok(kind) = Self::classify(reloc.r_type) else {
+            let Ok(kind) = classifier.classify(reloc.r_type) else {
                 continue; // reported when the object is laid out
             };
             reloc.addend = read_field::<Self>(data, reloc.place(), kind.field)?;
@@ -424,6 +428,7 @@ pub(crate) trait Arch {
 }
 
 /// Reads the addend a field holds (sign-extended for data words).
+#[inline]
 pub(crate) fn read_field<A: Arch + ?Sized>(
     data: &[u8],
     offset: u64,
@@ -433,9 +438,18 @@ pub(crate) fn read_field<A: Arch + ?Sized>(
     let place = usize::try_from(offset)
         .ok()
         .and_then(|o| data.get(o..o.checked_add(width)?))
-        .ok_or_else(|| format!("relocation at {offset:#x} lies outside its section"))?;
+        .ok_or_else(|| outside_section(offset))?;
     if let Field::Insn(code) = field {
         return Ok(A::decode_insn(code, place));
+    }
+    if let Ok(word) = <[u8; 4]>::try_from(place) {
+        // Most fields of REL objects (MIPS's every data field) are words.
+        let value = if A::BIG_ENDIAN {
+            i32::from_be_bytes(word)
+        } else {
+            i32::from_le_bytes(word)
+        };
+        return Ok(i64::from(value));
     }
     let mut bytes = [0u8; 8];
     let value = if A::BIG_ENDIAN {
@@ -447,6 +461,11 @@ pub(crate) fn read_field<A: Arch + ?Sized>(
     };
     let unused = 64 - 8 * width as u32;
     Ok(value << unused >> unused)
+}
+
+#[cold]
+fn outside_section(offset: u64) -> String {
+    format!("relocation at {offset:#x} lies outside its section")
 }
 
 #[cfg(test)]
