@@ -484,22 +484,23 @@ fn short_reach_imports_for<'o, A: Arch>(object: &'o Object) -> Vec<&'o str> {
     // Marked by symbol first: thousands of relocations name the same few symbols.
     let mut short = vec![false; object.symbols.len()];
     let mut classifier = Classifier::<A>::new();
-    for reloc in object
-        .sections
-        .iter()
-        .filter(|s| s.kind.is_some())
-        .flat_map(|s| s.relocs.iter())
-    {
-        let short_field = classifier.classify(reloc.r_type).is_ok_and(|k| {
-            // 32-bit fields, and aarch64's ADRP (±4 GiB of pages).
-            k.stub != StubUse::Branch
-                && matches!(
-                    k.range,
-                    crate::Range::Signed(n) | crate::Range::Unsigned(n) if (32..=33).contains(&n)
-                )
-        });
-        if short_field {
-            short[reloc.symbol as usize] = true;
+    for section in object.sections.iter().filter(|s| s.kind.is_some()) {
+        let mut slices = section.relocs.slices();
+        while let Some(relocs) = slices.next() {
+            for reloc in relocs {
+                let short_field = classifier.classify(reloc.r_type).is_ok_and(|k| {
+                    // 32-bit fields, and aarch64's ADRP (±4 GiB of pages).
+                    k.stub != StubUse::Branch
+                        && matches!(
+                            k.range,
+                            crate::Range::Signed(n) | crate::Range::Unsigned(n)
+                                if (32..=33).contains(&n)
+                        )
+                });
+                if short_field {
+                    short[reloc.symbol as usize] = true;
+                }
+            }
         }
     }
     let mut names: Vec<&str> = object
