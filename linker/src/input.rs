@@ -169,8 +169,8 @@ impl<'data> Object<'data> {
         Ok(())
     }
 
-    /// The relocations of section `target` (named `target_name`, holding `target_data`) of the
-    /// file this object was parsed from, each entry checked and REL addends read.
+    /// The relocations of section `index` (named `name`, holding `data`) of the file this
+    /// object was parsed from, each entry checked and REL addends read.
     pub(crate) fn read_relocations(
         &self,
         file: &object::File<'data>,
