@@ -99,10 +99,7 @@ pub trait Machine: Send + Sync {
         len: u64,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), MachineError> {
-        let len = usize::try_from(len).map_err(|_| MachineError::bad_access(base, len, "fill"))?;
-        let mut image = vec![0u8; len];
-        fill(&mut image);
-        self.write(base, &image)
+        self.write(base, &filled_image(base, len, fill)?)
     }
 
     /// Sets the protection of a page-aligned range inside a reservation and, for executable
@@ -192,4 +189,17 @@ pub trait Debugger {
 
     /// How many instructions one call may run before it is stopped.
     fn set_budget(&self, budget: u64) -> Result<(), MachineError>;
+}
+
+/// A zeroed buffer of `len` bytes that `fill` has written: the image of a machine whose memory
+/// is not this process's, for [`Machine::fill_image`].
+pub(crate) fn filled_image(
+    base: u64,
+    len: u64,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<Vec<u8>, MachineError> {
+    let len = usize::try_from(len).map_err(|_| MachineError::bad_access(base, len, "fill"))?;
+    let mut image = vec![0u8; len];
+    fill(&mut image);
+    Ok(image)
 }

@@ -291,20 +291,34 @@ impl Engine {
         self.uc.get_data_mut().heap.free(address);
     }
 
-    pub fn host_symbol(&self, name: &str) -> Option<ExternalSymbol> {
-        if let Some(index) = runtime::FUNCTIONS.iter().position(|f| f.name == name) {
-            return Some(ExternalSymbol {
+    /// Every symbol the runtime offers modules, by name: its functions' kernel slots and its
+    /// variables, which are laid out once, when the engine starts. (A function and a
+    /// variable of one name would be the function.)
+    pub fn host_symbols(&self) -> HashMap<&'static str, ExternalSymbol> {
+        let variables = self.uc.get_data().runtime.variables();
+        let functions = runtime::FUNCTIONS.iter().enumerate().map(|(index, f)| {
+            let slot = ExternalSymbol {
                 address: KERNEL_CODE.0 + SLOT * (index as u64 + 1),
                 size: SLOT,
                 kind: ExternalKind::Function,
-            });
-        }
-        let (address, size) = self.uc.get_data().runtime.variable(name)?;
-        Some(ExternalSymbol {
-            address,
-            size,
-            kind: ExternalKind::Data,
-        })
+            };
+            (f.name, slot)
+        });
+        variables
+            .filter(|(name, _, _)| !name.is_empty())
+            .map(|(name, address, size)| {
+                let kind = ExternalKind::Data;
+                (
+                    name,
+                    ExternalSymbol {
+                        address,
+                        size,
+                        kind,
+                    },
+                )
+            })
+            .chain(functions)
+            .collect()
     }
 
     /// The runtime function or variable `address` falls in, with its start.

@@ -14,6 +14,7 @@ mod mips;
 mod runtime;
 mod target;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Mutex, Weak};
@@ -35,6 +36,9 @@ pub struct EmulatedMachine {
     jobs: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     resolver: Mutex<Option<Weak<dyn StubResolver>>>,
+    /// The runtime's symbols, fixed when the engine starts: looked up here, not on the
+    /// emulator's thread (a module's exports and imports are thousands of lookups).
+    host_symbols: HashMap<&'static str, ExternalSymbol>,
 }
 
 impl EmulatedMachine {
@@ -57,7 +61,7 @@ impl EmulatedMachine {
             .name(format!("dlkm-emulated-{}", arch.name()))
             .spawn(move || match Engine::new(target) {
                 Ok(mut engine) => {
-                    let _ = ready.send(Ok(()));
+                    let _ = ready.send(Ok(engine.host_symbols()));
                     for job in queue {
                         job(&mut engine);
                     }
@@ -70,12 +74,13 @@ impl EmulatedMachine {
                 context: "cannot start the emulator thread",
                 reason: e.to_string(),
             })?;
-        started.recv().map_err(|_| stopped())??;
+        let host_symbols = started.recv().map_err(|_| stopped())??;
         Ok(EmulatedMachine {
             arch,
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
             resolver: Mutex::new(None),
+            host_symbols,
         })
     }
 
@@ -171,6 +176,17 @@ impl Machine for EmulatedMachine {
         self.run(move |engine| engine.write(address, &bytes))?
     }
 
+    fn fill_image(
+        &self,
+        base: u64,
+        len: u64,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), MachineError> {
+        // Handed to the emulator's thread as it is: no second copy for the job.
+        let image = super::filled_image(base, len, fill)?;
+        self.run(move |engine| engine.write(base, &image))?
+    }
+
     fn protect(&self, address: u64, len: u64, protection: Protection) -> Result<(), MachineError> {
         self.run(move |engine| engine.protect(address, len, protection))?
     }
@@ -195,8 +211,7 @@ impl Machine for EmulatedMachine {
     }
 
     fn host_symbol(&self, name: &str) -> Option<ExternalSymbol> {
-        let name = name.to_string();
-        self.run(move |engine| engine.host_symbol(&name)).ok()?
+        self.host_symbols.get(name).copied()
     }
 
     fn kernel_anchor(&self) -> u64 {
@@ -278,5 +293,42 @@ impl Debugger for EmulatedMachine {
 
     fn set_budget(&self, budget: u64) -> Result<(), MachineError> {
         EmulatedMachine::set_budget(self, budget)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dlkm_linker::ExternalKind;
+
+    /// The symbols answered on the caller's thread are the runtime's: its functions in their
+    /// kernel slots and its variables in kernel data, on every emulated architecture; the
+    /// unnamed blocks behind the variables are no symbol.
+    #[test]
+    fn host_symbols_are_the_runtimes_functions_and_variables() {
+        for arch in [
+            ArchKind::Aarch64,
+            ArchKind::Mips { big_endian: true },
+            ArchKind::Mips { big_endian: false },
+        ] {
+            let machine = EmulatedMachine::new(arch).unwrap();
+            let printf = machine.host_symbol("printf").expect("printf");
+            assert_eq!(printf.kind, ExternalKind::Function);
+            assert!((engine::KERNEL_CODE.0..engine::KERNEL_CODE.1).contains(&printf.address));
+            assert_eq!(
+                machine.host_symbol("memcpy").unwrap().kind,
+                ExternalKind::Function
+            );
+            for variable in ["stdout", "stderr", "errno"] {
+                let found = machine.host_symbol(variable);
+                assert_eq!(
+                    found.map(|s| s.kind),
+                    Some(ExternalKind::Data),
+                    "{variable}"
+                );
+            }
+            assert_eq!(machine.host_symbol(""), None);
+            assert_eq!(machine.host_symbol("no_such_function"), None);
+        }
     }
 }

@@ -46,6 +46,12 @@ impl Runtime {
             .map(|&(_, address, size)| (address, size))
     }
 
+    /// The variables laid out in kernel data: name (empty for a block no symbol names),
+    /// address and size.
+    pub fn variables(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        self.variables.iter().copied()
+    }
+
     pub fn variable_at(&self, address: u64) -> Option<(String, u64)> {
         self.variables
             .iter()
