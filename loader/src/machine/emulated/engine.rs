@@ -38,6 +38,12 @@ pub(super) const KERNEL_STUBS: (u64, u64) = (0x7200_0000, 0x7210_0000);
 /// Where every call from the host returns to: slot 0, whose hook does nothing.
 pub(super) const RETURN_ADDRESS: u64 = KERNEL_CODE.0;
 
+/// A module's reservation is mapped as regions of at most this many bytes. Setting a segment's
+/// protection then changes whole regions, and splits only the one or two its ends fall in:
+/// Unicorn splits a region by copying all of it. Protecting SQLite's segments took 1.2 ms with
+/// its 1 MiB image mapped as one region, 0.3 ms in regions of 128 KiB.
+const RESERVATION_CHUNK: u64 = 0x2_0000;
+
 /// The default instruction budget of one call from the host.
 pub const DEFAULT_BUDGET: u64 = 4_000_000_000;
 
@@ -206,11 +212,28 @@ impl Engine {
                 reason: "the region is full".into(),
             });
         }
-        self.uc
-            .mem_map(candidate, size, Prot::READ | Prot::WRITE)
+        self.map_in_chunks(candidate, size)
             .map_err(machine_error("cannot map a module image"))?;
         self.reservations.insert(candidate, size);
         Ok(candidate)
+    }
+
+    /// Maps `size` bytes at `base` read-write, as regions of [`RESERVATION_CHUNK`] bytes at
+    /// most; all or nothing.
+    fn map_in_chunks(&mut self, base: u64, size: u64) -> Result<(), uc_error> {
+        let end = base + size;
+        let mut at = base;
+        while at < end {
+            let len = RESERVATION_CHUNK.min(end - at);
+            if let Err(e) = self.uc.mem_map(at, len, Prot::READ | Prot::WRITE) {
+                if at > base {
+                    let _ = self.uc.mem_unmap(base, at - base);
+                }
+                return Err(e);
+            }
+            at += len;
+        }
+        Ok(())
     }
 
     pub fn release(&mut self, base: u64) -> Result<(), MachineError> {
@@ -607,4 +630,63 @@ fn fault(uc: &mut Uc, pc: u64, error: uc_error) -> Stop {
         None => (format!("{error:?}").to_lowercase().replace('_', " "), pc),
     };
     Stop::Fault { pc, what, address }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reservation of several regions keeps its bytes through protections whose ends fall
+    /// inside regions, takes each protection page for page, and goes whole when released.
+    #[test]
+    fn a_reservation_mapped_in_regions_takes_protections_across_them() {
+        let mut engine = Engine::new(&super::super::mips::Mips { big_endian: true }).unwrap();
+        let size = 2 * RESERVATION_CHUNK + 3 * PAGE;
+        let base = engine.reserve(size, PAGE).unwrap();
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        engine.write(base, &bytes).unwrap();
+        let text_end = RESERVATION_CHUNK + PAGE;
+        let rodata_end = 2 * RESERVATION_CHUNK + PAGE;
+        let segments = [
+            (
+                0,
+                text_end,
+                Protection::ReadExecute,
+                Prot::READ | Prot::EXEC,
+            ),
+            (text_end, rodata_end, Protection::ReadOnly, Prot::READ),
+            (
+                rodata_end,
+                size,
+                Protection::ReadWrite,
+                Prot::READ | Prot::WRITE,
+            ),
+        ];
+        for &(start, end, protection, _) in &segments {
+            engine
+                .protect(base + start, end - start, protection)
+                .unwrap();
+        }
+        assert_eq!(engine.read(base, size).unwrap(), bytes);
+        let regions = engine.uc.mem_regions().unwrap();
+        for page in (0..size).step_by(PAGE as usize) {
+            let address = base + page;
+            let region = regions
+                .iter()
+                .find(|r| (r.begin..=r.end).contains(&address))
+                .unwrap_or_else(|| panic!("{address:#x} unmapped"));
+            let &(.., expected) = segments
+                .iter()
+                .find(|&&(start, end, ..)| (start..end).contains(&page))
+                .unwrap();
+            assert_eq!(region.perms, expected.0, "page {page:#x}");
+        }
+        engine.release(base).unwrap();
+        assert!(engine.read(base, 1).is_err());
+        assert_eq!(
+            engine.reserve(size, PAGE).unwrap(),
+            base,
+            "the space is free again"
+        );
+    }
 }
