@@ -509,11 +509,8 @@ impl<const BIG: bool> Arch for Mips<BIG> {
             let Some(low_type) = paired_low(reloc) else {
                 continue;
             };
-            let window = relocs[at + 1..].iter().take(PAIR_WINDOW);
-            match window
-                .into_iter()
-                .find(|r| is_low(r, reloc.symbol, low_type))
-            {
+            let mut window = relocs[at + 1..].iter().take(PAIR_WINDOW);
+            match window.find(|r| is_low(r, reloc.symbol, low_type)) {
                 Some(low) => lows.push((at, low.addend)),
                 None => far.push(at),
             }

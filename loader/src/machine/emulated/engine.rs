@@ -324,30 +324,29 @@ impl Engine {
     /// variables, which are laid out once, when the engine starts. (A function and a
     /// variable of one name would be the function.)
     pub fn host_symbols(&self) -> HashMap<&'static str, ExternalSymbol> {
-        let variables = self.uc.get_data().runtime.variables();
-        let functions = runtime::FUNCTIONS.iter().enumerate().map(|(index, f)| {
-            let slot = ExternalSymbol {
-                address: KERNEL_CODE.0 + SLOT * (index as u64 + 1),
-                size: SLOT,
-                kind: ExternalKind::Function,
-            };
-            (f.name, slot)
-        });
-        variables
-            .filter(|(name, _, _)| !name.is_empty())
-            .map(|(name, address, size)| {
+        let mut symbols = HashMap::new();
+        for (name, address, size) in self.uc.get_data().runtime.variables() {
+            if !name.is_empty() {
                 let kind = ExternalKind::Data;
-                (
+                symbols.insert(
                     name,
                     ExternalSymbol {
                         address,
                         size,
                         kind,
                     },
-                )
-            })
-            .chain(functions)
-            .collect()
+                );
+            }
+        }
+        for (index, function) in runtime::FUNCTIONS.iter().enumerate() {
+            let slot = ExternalSymbol {
+                address: KERNEL_CODE.0 + SLOT * (index as u64 + 1),
+                size: SLOT,
+                kind: ExternalKind::Function,
+            };
+            symbols.insert(function.name, slot);
+        }
+        symbols
     }
 
     /// The runtime function or variable `address` falls in, with its start.
