@@ -74,6 +74,11 @@ pub enum LinkError {
 
     #[error("{object}: image buffer is {got:#x} bytes, the layout needs {want:#x}")]
     BufferSize { object: String, got: u64, want: u64 },
+
+    /// [`rebind`](fn@crate::rebind) cannot give the bytes a fresh link would: `import` (empty
+    /// when the fault is not one import's) and why.
+    #[error("cannot rebind the image{}: {detail}", if import.is_empty() { String::new() } else { format!(" to import `{import}`") })]
+    Rebind { import: String, detail: String },
 }
 
 /// Short-hand for building [`LinkError::Malformed`].

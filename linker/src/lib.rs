@@ -6,7 +6,8 @@
 //! [`Object::parse`] → [`layout()`] (final size, stubs and GOT counted) → the caller picks a base →
 //! [`link_into`] (resolve through a [`Resolver`], relocate). On demand, [`debug_sections`] gives
 //! the object's DWARF relocated to the same addresses, for source lines, and [`debug_object()`] an
-//! ELF object describing the placed module for debuggers.
+//! ELF object describing the placed module for debuggers. A linked image records its import
+//! sites, so [`rebind()`] can move its imports later without linking again.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ mod input;
 mod layout;
 mod link;
 mod linked_symbols;
+mod rebind;
 mod relocations;
 
 pub use arch::{ArchKind, Expr, Field, Range, RelocKind, StubUse};
@@ -33,7 +35,8 @@ pub use link::{
     link, link_into, relocate_into, resolve, Bindings, ExternalKind, ExternalSymbol, Import,
     LinkOutput, Resolver,
 };
-pub use linked_symbols::{LinkedSymbol, LinkedSymbols};
+pub use linked_symbols::{BadSymbolTable, LinkedSymbol, LinkedSymbols};
+pub use rebind::{rebind, ImportSite, SiteForm};
 pub use relocations::{Iter as RelocIter, Reloc, Relocations};
 
 /// Runs `$body` with `$A` bound to the architecture type of `$kind`: one dispatch per object,

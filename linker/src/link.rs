@@ -2,11 +2,12 @@
 //! symbols, copy the sections, fill the stubs and GOT, then classify, compute, check and
 //! encode each relocation.
 
-use crate::arch::{page, Arch, Classifier, Expr, Field, RelocKind, StubUse};
+use crate::arch::{page, Arch, Classifier, Expr, Field, Relaxed, RelocKind, StubUse};
 use crate::error::{LinkError, RelocSite};
 use crate::input::{Object, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
 use crate::linked_symbols::{LinkedSymbols, LinkedSymbolsBuilder};
+use crate::rebind::{site_value, ImportSite, SiteForm};
 use crate::relocations::Reloc;
 use crate::with_arch;
 
@@ -63,6 +64,9 @@ pub struct LinkOutput {
     pub stubs_used: usize,
     /// GOT references rewritten to direct addressing.
     pub got_relaxed: usize,
+    /// Every place whose bytes depend on where an import is, for [`rebind`](fn@crate::rebind)
+    /// when the imports move but the image stays at `base`.
+    pub import_sites: Vec<ImportSite>,
 }
 
 /// Links `object` at `base` into `image`, which must be zeroed and at least
@@ -169,6 +173,8 @@ struct Resolved {
     external: bool,
     /// An undefined weak symbol nothing provides (address 0).
     undefined_weak: bool,
+    /// The index in the imports of an `external` symbol, for its import sites.
+    import: u32,
 }
 
 impl Resolved {
@@ -180,6 +186,7 @@ impl Resolved {
             is_function: false,
             external: false,
             undefined_weak: false,
+            import: u32::MAX,
         }
     }
 }
@@ -205,8 +212,9 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
 
     fn write(&self, image: &mut [u8], imports: Vec<Import>) -> Result<LinkOutput, LinkError> {
         self.copy_sections(image);
-        self.fill_stubs_and_got(image);
-        let (stubs_used, got_relaxed) = self.relocate(image)?;
+        let mut import_sites = Vec::new();
+        self.fill_stubs_and_got(image, &mut import_sites);
+        let (stubs_used, got_relaxed) = self.relocate(image, &mut import_sites)?;
         let (init_array, fini_array) = self.constructors(image);
         Ok(LinkOutput {
             base: self.base,
@@ -216,6 +224,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             fini_array,
             stubs_used,
             got_relaxed,
+            import_sites,
         })
     }
 
@@ -270,6 +279,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 }
                 SymbolDef::Undefined => {
                     let found = self.resolve_external(resolver, symbol.name);
+                    let import = imports.len() as u32;
                     imports.push(Import {
                         name: symbol.name.to_string(),
                         symbol: found,
@@ -279,6 +289,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                             size: ext.size,
                             is_function: ext.kind == crate::ExternalKind::Function,
                             external: true,
+                            import,
                             ..Resolved::at(ext.address)
                         }),
                         None if symbol.weak => Some(Resolved {
@@ -366,25 +377,44 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         }
     }
 
-    fn fill_stubs_and_got(&self, image: &mut [u8]) {
+    fn fill_stubs_and_got(&self, image: &mut [u8], sites: &mut Vec<ImportSite>) {
         for (&(symbol, addend), &slot) in &self.layout.stub_slots {
             let target = self.slot_target(symbol, addend);
             let offset = self.layout.stubs.offset + slot * self.layout.stub_size;
             let stub = &mut image[offset as usize..(offset + self.layout.stub_size) as usize];
             A::write_stub(stub, self.at(offset), target);
+            self.slot_site(sites, symbol, addend, offset, SiteForm::Stub);
         }
         for (&(symbol, addend), &slot) in &self.layout.got_slots {
             let target = self.slot_target(symbol, addend);
-            let offset = (self.layout.got.offset + slot * self.layout.got_entry_size) as usize;
+            let offset = self.layout.got.offset + slot * self.layout.got_entry_size;
+            let at = offset as usize;
             write_data::<A>(
-                &mut image[offset..offset + self.layout.got_entry_size as usize],
-                if self.layout.got_entry_size == 8 {
-                    Field::Data64
-                } else {
-                    Field::Data32
-                },
+                &mut image[at..at + self.layout.got_entry_size as usize],
+                got_field::<A>(),
                 target,
             );
+            self.slot_site(sites, symbol, addend, offset, SiteForm::GotSlot);
+        }
+    }
+
+    /// Records the stub or GOT slot at `offset` if an import fills it: filled whether or not
+    /// a relocation goes through it, so rewritten all the same.
+    fn slot_site(
+        &self,
+        sites: &mut Vec<ImportSite>,
+        symbol: u32,
+        addend: i64,
+        offset: u64,
+        form: SiteForm,
+    ) {
+        if let Some(resolved) = self.symbols[symbol as usize].filter(|s| s.external) {
+            sites.push(ImportSite {
+                import: resolved.import,
+                offset,
+                addend,
+                form,
+            });
         }
     }
 
@@ -393,7 +423,11 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         address.wrapping_add(addend as u64)
     }
 
-    fn relocate(&self, image: &mut [u8]) -> Result<(usize, usize), LinkError> {
+    fn relocate(
+        &self,
+        image: &mut [u8],
+        sites: &mut Vec<ImportSite>,
+    ) -> Result<(usize, usize), LinkError> {
         let mut stubs_used = 0;
         let mut relaxed = 0;
         let mut classifier = Classifier::<A>::new();
@@ -415,7 +449,7 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                         return Err(field_outside(kind, section.size, self.site(section, reloc)));
                     }
                     check_field(kind, reloc, section.size, || self.site(section, reloc))?;
-                    match self.apply(section, reloc, kind, offset, section_image)? {
+                    match self.apply::<false>(section, reloc, kind, offset, section_image, sites)? {
                         Applied::Direct => {}
                         Applied::ViaStub => stubs_used += 1,
                         Applied::Relaxed => relaxed += 1,
@@ -426,19 +460,40 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         Ok((stubs_used, relaxed))
     }
 
-    fn apply(
+    /// [`Self::apply`] for a relocation against an import, which records its site: out of
+    /// line, so that the loop over every relocation stays as lean as before.
+    #[inline(never)]
+    fn apply_import(
         &self,
         section: &Section,
         reloc: &Reloc,
         kind: &RelocKind,
         section_offset: u64,
         section_image: &mut [u8],
+        sites: &mut Vec<ImportSite>,
+    ) -> Result<Applied, LinkError> {
+        self.apply::<true>(section, reloc, kind, section_offset, section_image, sites)
+    }
+
+    /// Computes, checks and encodes one relocation; `IMPORT` once it is known to be against
+    /// an import, whose site it records in `sites`.
+    fn apply<const IMPORT: bool>(
+        &self,
+        section: &Section,
+        reloc: &Reloc,
+        kind: &RelocKind,
+        section_offset: u64,
+        section_image: &mut [u8],
+        sites: &mut Vec<ImportSite>,
     ) -> Result<Applied, LinkError> {
         let symbol =
             self.symbols[reloc.symbol as usize].ok_or_else(|| LinkError::BadRelocation {
                 site: self.site(section, reloc),
                 detail: "the symbol is not in a loaded section".into(),
             })?;
+        if !IMPORT && symbol.external {
+            return self.apply_import(section, reloc, kind, section_offset, section_image, sites);
+        }
         let a = reloc.addend as i128;
         let p = self.at(section_offset + reloc.place()) as i128;
         let s = match A::undefined_weak_address(kind, p as u64) {
@@ -469,7 +524,11 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                         section_image[(place as i64 + delta) as usize] = byte;
                     }
                     let at = (place as i64 + relax.field_offset) as usize;
-                    self.encode(kind.field, &mut section_image[at..], value);
+                    encode::<A>(kind.field, &mut section_image[at..], value);
+                    if IMPORT {
+                        let at = (section_offset, Some(&relax));
+                        self.import_site(sites, section, reloc, kind, at, section_image)?;
+                    }
                     return Ok(Applied::Relaxed);
                 }
             }
@@ -515,8 +574,79 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             }
         }
         self.check(section, reloc, kind, value, p as u64, &symbol)?;
-        self.encode(kind.field, &mut section_image[place..], value);
+        encode::<A>(kind.field, &mut section_image[place..], value);
+        if IMPORT && matches!(applied, Applied::Direct) {
+            let at = (section_offset, None);
+            self.import_site(sites, section, reloc, kind, at, section_image)?;
+        }
         Ok(applied)
+    }
+
+    /// Records the import site of a relocation just applied directly to an import in
+    /// `section_image` at `section_offset` (`relaxed`, if the instruction was), unless its
+    /// value does not follow the import.
+    fn import_site(
+        &self,
+        sites: &mut Vec<ImportSite>,
+        section: &Section,
+        reloc: &Reloc,
+        kind: &RelocKind,
+        (section_offset, relaxed): (u64, Option<&Relaxed>),
+        section_image: &[u8],
+    ) -> Result<(), LinkError> {
+        let Some(symbol) = self.symbols[reloc.symbol as usize] else {
+            return Ok(());
+        };
+        let place = section_offset + reloc.place();
+        let a = reloc.addend as i128;
+        // What of the formula does not move with the import goes into the addend (see
+        // `site_value`); the GOT-slot and size kinds do not follow S at all.
+        let (offset, addend) = match (relaxed, kind.expr) {
+            (Some(relax), _) => (
+                place.wrapping_add_signed(relax.field_offset),
+                a + relax.value_bias as i128,
+            ),
+            (None, Expr::Abs | Expr::Pc | Expr::PagePc) => (place, a),
+            (None, Expr::GotOffset) => {
+                let got = self.at(self.layout.got.offset) as i128;
+                (place, a - (got - self.base as i128))
+            }
+            (None, Expr::GpRel) => {
+                let gp = A::global_pointer(self.layout, self.base) as i128;
+                (place, a - (gp - self.base as i128))
+            }
+            _ => return Ok(()),
+        };
+        let addend = i64::try_from(addend).map_err(|_| LinkError::BadRelocation {
+            site: self.site(section, reloc),
+            detail: format!(
+                "the addend {addend:#x} it would record for rebinding does not fit in 64 bits"
+            ),
+        })?;
+        if cfg!(debug_assertions) {
+            // What rebind computes, encoded again, leaves the field as the link just wrote it.
+            let (s, p) = (symbol.address as i128, self.at(place) as i128);
+            let value = site_value(kind, s, addend.into(), p, self.base as i128);
+            let at = (offset - section_offset) as usize;
+            let written = &section_image[at..at + kind.field.width()];
+            let mut field = written.to_vec();
+            encode::<A>(
+                kind.field,
+                &mut field,
+                value.expect("a kind that follows S"),
+            );
+            assert_eq!(field, written, "{}", self.site(section, reloc));
+        }
+        sites.push(ImportSite {
+            import: symbol.import,
+            offset,
+            addend,
+            form: SiteForm::Reloc {
+                r_type: reloc.r_type,
+                place,
+            },
+        });
+        Ok(())
     }
 
     fn need_got(
@@ -563,13 +693,6 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
             );
         }
         Some(hint)
-    }
-
-    fn encode(&self, field: Field, place: &mut [u8], value: i128) {
-        match field {
-            Field::Insn(code) => A::encode_insn(code, place, value as u64),
-            data => write_data::<A>(place, data, value as u64),
-        }
     }
 
     fn site(&self, section: &Section, reloc: &Reloc) -> Box<RelocSite> {
@@ -687,6 +810,9 @@ pub(crate) fn check_field(
 
 /// The range and alignment check every value passes before it is encoded: an error naming the
 /// site (and `hint`'s advice) rather than a silent wrap.
+// Always inlined: the loop over every relocation must not call it (and grew past where the
+// compiler would inline it on its own once the import path was added).
+#[inline(always)]
 pub(crate) fn check_value(
     kind: &RelocKind,
     value: i128,
@@ -712,6 +838,23 @@ pub(crate) fn check_value(
         });
     }
     Ok(())
+}
+
+/// Writes `value` into `field` at the start of `place`, replacing every bit the field owns.
+pub(crate) fn encode<A: Arch>(field: Field, place: &mut [u8], value: i128) {
+    match field {
+        Field::Insn(code) => A::encode_insn(code, place, value as u64),
+        data => write_data::<A>(place, data, value as u64),
+    }
+}
+
+/// The data field of a GOT slot: a pointer.
+pub(crate) fn got_field<A: Arch>() -> Field {
+    if A::GOT_ENTRY_SIZE == 8 {
+        Field::Data64
+    } else {
+        Field::Data32
+    }
 }
 
 pub(crate) fn write_data<A: Arch>(place: &mut [u8], field: Field, value: u64) {

@@ -38,7 +38,7 @@ struct Row {
     exported: bool,
 }
 
-const _: () = assert!(std::mem::size_of::<Row>() == 32);
+const _: () = assert!(std::mem::size_of::<Row>() == ROW_BYTES);
 
 impl LinkedSymbols {
     pub fn len(&self) -> usize {
@@ -116,6 +116,143 @@ impl LinkedSymbols {
             exported: row.exported,
             section: &self.sections[row.section as usize],
         }
+    }
+}
+
+/// Why bytes given to [`LinkedSymbols::decode`] are not a table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an encoded symbol table: {0}")]
+pub struct BadSymbolTable(&'static str);
+
+impl LinkedSymbols {
+    /// The table as bytes [`LinkedSymbols::decode`] reads back: a loader keeps a linked
+    /// module's symbols beside its image and restores them without relinking. Little-endian,
+    /// whatever the host; not a format to exchange between versions of this crate.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let count = |n: usize| (n as u64).to_le_bytes();
+        out.extend_from_slice(&count(self.sections.len()));
+        for section in self.sections.iter() {
+            out.extend_from_slice(&count(section.len()));
+            out.extend_from_slice(section.as_bytes());
+        }
+        out.extend_from_slice(&count(self.names.len()));
+        out.extend_from_slice(self.names.as_bytes());
+        out.extend_from_slice(&count(self.rows.len()));
+        for row in &self.rows {
+            let (ty, other) = encode_type(row.ty);
+            out.extend_from_slice(&row.name_start.to_le_bytes());
+            out.extend_from_slice(&row.name_len.to_le_bytes());
+            out.extend_from_slice(&row.address.to_le_bytes());
+            out.extend_from_slice(&row.size.to_le_bytes());
+            out.extend_from_slice(&row.section.to_le_bytes());
+            out.extend_from_slice(&[ty, other, row.exported as u8, 0]);
+        }
+    }
+
+    /// A table [`LinkedSymbols::encode`] wrote at the start of `bytes`, and the bytes after
+    /// it. Every row is checked: a name inside the names and on character boundaries, a
+    /// section that exists.
+    pub fn decode(bytes: &[u8]) -> Result<(LinkedSymbols, &[u8]), BadSymbolTable> {
+        let mut input = Input(bytes);
+        let section_count = input.count(9)?;
+        let mut sections = Vec::with_capacity(section_count);
+        for _ in 0..section_count {
+            let len = input.count(1)?;
+            sections.push(input.text(len)?.into());
+        }
+        let names_len = input.count(1)?;
+        let names: Arc<str> = input.text(names_len)?.into();
+        let row_count = input.count(ROW_BYTES)?;
+        let mut rows = Vec::with_capacity(row_count);
+        for _ in 0..row_count {
+            let row = input.take(ROW_BYTES)?;
+            let word = |at: usize| u32::from_le_bytes(row[at..at + 4].try_into().unwrap());
+            let long = |at: usize| u64::from_le_bytes(row[at..at + 8].try_into().unwrap());
+            let row = Row {
+                name_start: word(0),
+                name_len: word(4),
+                address: long(8),
+                size: long(16),
+                section: word(24),
+                ty: decode_type(row[28], row[29]).ok_or(BadSymbolTable("a symbol type"))?,
+                exported: match row[30] {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(BadSymbolTable("a symbol's export flag")),
+                },
+            };
+            let start = row.name_start as usize;
+            if names.get(start..start + row.name_len as usize).is_none() {
+                return Err(BadSymbolTable("a symbol name outside the names"));
+            }
+            if row.section as usize >= sections.len() {
+                return Err(BadSymbolTable("a symbol in a section that is not there"));
+            }
+            rows.push(row);
+        }
+        let table = LinkedSymbols {
+            names,
+            sections: sections.into(),
+            rows,
+        };
+        Ok((table, input.0))
+    }
+}
+
+const ROW_BYTES: usize = 32;
+
+fn encode_type(ty: SymbolType) -> (u8, u8) {
+    match ty {
+        SymbolType::NoType => (0, 0),
+        SymbolType::Object => (1, 0),
+        SymbolType::Function => (2, 0),
+        SymbolType::Section => (3, 0),
+        SymbolType::File => (4, 0),
+        SymbolType::Tls => (5, 0),
+        SymbolType::IFunc => (6, 0),
+        SymbolType::Other(n) => (7, n),
+    }
+}
+
+fn decode_type(ty: u8, other: u8) -> Option<SymbolType> {
+    Some(match ty {
+        0 => SymbolType::NoType,
+        1 => SymbolType::Object,
+        2 => SymbolType::Function,
+        3 => SymbolType::Section,
+        4 => SymbolType::File,
+        5 => SymbolType::Tls,
+        6 => SymbolType::IFunc,
+        7 => SymbolType::Other(other),
+        _ => return None,
+    })
+}
+
+/// Encoded bytes not read yet.
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], BadSymbolTable> {
+        if len > self.0.len() {
+            return Err(BadSymbolTable("it ends early"));
+        }
+        let (taken, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(taken)
+    }
+
+    /// A count of items of at least `item_bytes` bytes each, which must all fit in what is
+    /// left: a corrupt count cannot make a huge allocation.
+    fn count(&mut self, item_bytes: usize) -> Result<usize, BadSymbolTable> {
+        let raw = u64::from_le_bytes(self.take(8)?.try_into().unwrap());
+        usize::try_from(raw)
+            .ok()
+            .filter(|&n| n.checked_mul(item_bytes).is_some_and(|b| b <= self.0.len()))
+            .ok_or(BadSymbolTable("a count larger than the bytes"))
+    }
+
+    fn text(&mut self, len: usize) -> Result<&'a str, BadSymbolTable> {
+        std::str::from_utf8(self.take(len)?).map_err(|_| BadSymbolTable("a name not in UTF-8"))
     }
 }
 
@@ -248,5 +385,32 @@ mod tests {
         let order: Vec<&str> = table.iter().map(|s| s.name).collect();
         assert_eq!(order, ["export", "alpha", "zeta"]);
         assert_eq!(table.get(2).unwrap().section, ".text");
+    }
+
+    #[test]
+    fn a_table_decodes_to_what_was_encoded_and_bad_bytes_are_refused() {
+        let sections = vec![".text".into(), ".data".into()];
+        let mut builder = LinkedSymbolsBuilder::new(sections, 2, 0);
+        builder.push(&symbol("zeta", false), 0x20, 0).unwrap();
+        builder.push(&symbol("export", true), 0x10, 1).unwrap();
+        let table = builder.finish();
+        let mut bytes = Vec::new();
+        table.encode(&mut bytes);
+        bytes.extend_from_slice(b"rest");
+        let (decoded, rest) = LinkedSymbols::decode(&bytes).unwrap();
+        assert_eq!(rest, b"rest");
+        assert!(decoded.iter().eq(table.iter()));
+        // Every truncation is an error, never a panic or a shorter table.
+        for len in 0..bytes.len() - 4 {
+            assert!(LinkedSymbols::decode(&bytes[..len]).is_err(), "{len}");
+        }
+        // A name past the names, and a section that is not there.
+        let rows_start = bytes.len() - 4 - 2 * ROW_BYTES;
+        let mut bad_name = bytes.clone();
+        bad_name[rows_start + 4] = 200;
+        assert!(LinkedSymbols::decode(&bad_name).is_err());
+        let mut bad_section = bytes.clone();
+        bad_section[rows_start + 24] = 2;
+        assert!(LinkedSymbols::decode(&bad_section).is_err());
     }
 }

@@ -13,4 +13,4 @@ pub use kernel::{
     Arg, Kernel, KernelOptions, KernelSymbol, ModuleId, ModuleInfo, ModuleState, Owner,
     SectionInfo, SourceLine, DEF_UNLOAD_DELAY,
 };
-pub use machine::{Debugger, Machine, Placement, Protection, PublishedModule};
+pub use machine::{DebugObjectBytes, Debugger, Machine, Placement, Protection, PublishedModule};

@@ -50,6 +50,11 @@ struct Cli {
     #[arg(long)]
     allow_shadowing: bool,
 
+    /// Keep linked images in DIR, and map them from there when the same objects are loaded
+    /// again (native modules): later runs skip reading, parsing and relocating them.
+    #[arg(long, value_name = "DIR")]
+    image_cache: Option<PathBuf>,
+
     /// Run every command even after one fails (the exit status is still 1).
     #[arg(long)]
     keep_going: bool,
@@ -146,6 +151,7 @@ fn run(cli: &Cli) -> Result<ExitCode, CommandError> {
     let options = KernelOptions {
         modpath_only: cli.modpath_only,
         allow_shadowing: cli.allow_shadowing,
+        image_cache: cli.image_cache.clone(),
         ..KernelOptions::default()
     };
     let mut session = Session::new(cli.arch.kernel_with(options)?);

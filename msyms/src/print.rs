@@ -117,6 +117,9 @@ pub fn write_stat_with_lines(
     }
     writeln!(out, "stubs used  {}", module.stubs_used)?;
     writeln!(out, "GOT relaxed {}", module.got_relaxed)?;
+    if module.from_image_cache {
+        writeln!(out, "image       mapped from the image cache")?;
+    }
     writeln!(out, "copied      {}", name_list(&module.copied, ", "))?;
     writeln!(out, "sections:")?;
     if module.sections.is_empty() {

@@ -1287,3 +1287,35 @@ fn unknown_symbols_suggest_the_closest_names() {
     run.expect(1);
     assert!(!run.stderr.contains("did you mean"), "{}", run.stderr);
 }
+
+/// `--image-cache`: the first run links SQLite and keeps its image, the next runs (new
+/// processes, where libc is elsewhere) map it and bind it to this process's libc, and all give
+/// the answer the natively linked program gives.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn an_image_cache_serves_later_runs() {
+    let cache = scratch_dir("image-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let dir = corpus("gcc-pie");
+    let script = format!(
+        "load {}; load {}; call sqlite_query {}; stat sqlite",
+        quote(&dir.join("sqlite.o").display().to_string()),
+        quote(&dir.join("sqlite_driver.o").display().to_string()),
+        quote("select count(*), sum(length(name)) from sqlite_schema")
+    );
+    let run = || {
+        let run = msyms(&["--image-cache", &cache.display().to_string(), "-c", &script]);
+        run.expect(0);
+        let cached = run.stdout.contains("mapped from the image cache");
+        let answer = run.stdout.lines().find(|l| l.starts_with("= ")).map(str::to_string);
+        (cached, answer)
+    };
+    let uncached = msyms(&["-c", &script]);
+    uncached.expect(0);
+    let expected = uncached.stdout.lines().find(|l| l.starts_with("= ")).map(str::to_string);
+    assert!(expected.is_some(), "{}", uncached.stdout);
+    assert_eq!(run(), (false, expected.clone()), "the first run links");
+    for _ in 0..3 {
+        assert_eq!(run(), (true, expected.clone()), "later runs map");
+    }
+}

@@ -6,9 +6,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use addr2line::Context;
-use dlkm_linker::{Import, Layout, Object};
+use dlkm_linker::{Import, Layout, LayoutOptions, Object};
 use gimli::{EndianArcSlice, RunTimeEndian};
 
+use super::image_cache::FileStamp;
 use super::*;
 
 /// Where in the source the code at an address comes from.
@@ -66,11 +67,26 @@ enum LinesState {
 
 /// What [`dlkm_linker::debug_sections`] needs: the object, and where the link put it.
 struct Pending {
-    object_name: String,
-    bytes: Box<[u8]>,
-    layout: Layout,
+    object: Source,
     base: u64,
     imports: Vec<Import>,
+}
+
+/// Where the object and its layout come from.
+enum Source {
+    /// A copy of the object's bytes, and the layout it was linked with.
+    Bytes {
+        object_name: String,
+        bytes: Box<[u8]>,
+        layout: Layout,
+    },
+    /// The object file a module mapped from the image cache was linked from, as it was then
+    /// (`stamp`), and the options to lay it out again as it was.
+    File {
+        path: PathBuf,
+        stamp: FileStamp,
+        options: LayoutOptions,
+    },
 }
 
 impl ModuleLines {
@@ -86,16 +102,42 @@ impl ModuleLines {
         if !object.has_line_table() {
             return None;
         }
-        Some(Arc::new(ModuleLines {
+        let object = Source::Bytes {
+            object_name: object.name.clone(),
+            bytes: bytes.into(),
+            layout: layout.clone(),
+        };
+        Some(Self::pending(module, object, output.base, &output.imports))
+    }
+
+    /// What to keep for a module mapped from the image cache whose object has a line table:
+    /// the object is read again when a line is first asked for, if it is still the file
+    /// `stamp` describes.
+    pub(super) fn from_file(
+        module: &str,
+        path: &Path,
+        stamp: FileStamp,
+        options: LayoutOptions,
+        base: u64,
+        imports: &[Import],
+    ) -> Arc<ModuleLines> {
+        let object = Source::File {
+            path: path.to_path_buf(),
+            stamp,
+            options,
+        };
+        Self::pending(module, object, base, imports)
+    }
+
+    fn pending(module: &str, object: Source, base: u64, imports: &[Import]) -> Arc<ModuleLines> {
+        Arc::new(ModuleLines {
             module: module.to_string(),
             state: Mutex::new(LinesState::Pending(Box::new(Pending {
-                object_name: object.name.clone(),
-                bytes: bytes.into(),
-                layout: layout.clone(),
-                base: output.base,
-                imports: output.imports.clone(),
+                object,
+                base,
+                imports: imports.to_vec(),
             }))),
-        }))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, LinesState> {
@@ -138,16 +180,46 @@ impl ModuleLines {
     }
 }
 
+/// The layout a module was linked with: kept, or made again the same way.
+enum LayoutFrom {
+    Kept(Box<Layout>),
+    Options(LayoutOptions),
+}
+
 /// Relocates the debug sections and makes the addr2line context; `Err` says why it cannot.
 fn build(pending: Pending) -> Result<Box<Context<Reader>>, String> {
     let Pending {
-        object_name,
-        bytes,
-        layout,
+        object,
         base,
         imports,
     } = pending;
+    let (object_name, bytes, layout) = match object {
+        Source::Bytes {
+            object_name,
+            bytes,
+            layout,
+        } => (object_name, bytes, LayoutFrom::Kept(Box::new(layout))),
+        Source::File {
+            path,
+            stamp,
+            options,
+        } => {
+            if FileStamp::of(&path) != Some(stamp) {
+                let path = path.display();
+                return Err(format!("{path} has changed since the module was loaded"));
+            }
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let name = path.display().to_string();
+            (name, bytes.into(), LayoutFrom::Options(options))
+        }
+    };
     let object = Object::parse(&object_name, &bytes).map_err(|e| e.to_string())?;
+    let layout = match layout {
+        LayoutFrom::Kept(layout) => *layout,
+        LayoutFrom::Options(options) => {
+            dlkm_linker::layout(&object, &options).map_err(|e| e.to_string())?
+        }
+    };
     let endian = if object.arch.big_endian() {
         RunTimeEndian::Big
     } else {

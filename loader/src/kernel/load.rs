@@ -144,16 +144,15 @@ impl Kernel {
         chain: &mut Vec<String>,
     ) -> Result<ModuleId, LoadError> {
         self.check_trusted(path)?;
+        if let Some(loaded) = self.load_cached(path, chain).transpose() {
+            return loaded;
+        }
         let io = |source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         };
         let bytes = crate::object_file::read_object(path, &self.read_buffer).map_err(io)?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
-        let loaded = self.load_object(&name, Some(path.to_path_buf()), &bytes, chain);
+        let loaded = self.load_object(&stem_of(path), Some(path.to_path_buf()), &bytes, chain);
         self.read_buffer.recycle(bytes);
         loaded
     }
@@ -170,7 +169,18 @@ impl Kernel {
             .iter()
             .find(|s| s.name == ".modinfo")
             .map(|s| s.data);
-        let master_path = path.map(|p| p.with_file_name(format!("{stem}.master")));
+        Self::metadata_from(stem, &object.name, path, modinfo)
+    }
+
+    /// The metadata of the object `object_name` (at `path`) whose `.modinfo` holds
+    /// `modinfo`, with `STEM.master` beside it.
+    pub(super) fn metadata_from(
+        stem: &str,
+        object_name: &str,
+        path: Option<&Path>,
+        modinfo: Option<&[u8]>,
+    ) -> Result<Metadata, LoadError> {
+        let master_path = path.map(|p| master_path(p, stem));
         let master_text = match &master_path {
             Some(p) if p.is_file() => {
                 Some(std::fs::read_to_string(p).map_err(|source| LoadError::Io {
@@ -181,7 +191,7 @@ impl Kernel {
             _ => None,
         };
         let master = master_path.as_deref().zip(master_text.as_deref());
-        Ok(Metadata::parse(stem, &object.name, modinfo, master)?)
+        Ok(Metadata::parse(stem, object_name, modinfo, master)?)
     }
 
     /// Loads what `metadata` says the module depends on, first; a module already on `chain`
@@ -245,7 +255,7 @@ impl Kernel {
         self.check_arch(stem, &object_name, &object)?;
         let metadata = self.metadata(stem, path.as_deref(), &object)?;
         let result = self.load_module(&object_name, path, bytes, &object, &metadata, chain);
-        self.record_outcome(&metadata.name, &result);
+        self.record_outcome(&metadata.name, result.as_ref().err());
         result
     }
 
@@ -267,13 +277,13 @@ impl Kernel {
     }
 
     /// A registered module remembers why its last load failed, until one succeeds.
-    pub(super) fn record_outcome(&self, name: &str, result: &Result<ModuleId, LoadError>) {
+    pub(super) fn record_outcome(&self, name: &str, failure: Option<&LoadError>) {
         let mut state = self.state();
-        if result.is_err() && state.modules.values().any(|m| m.info.name == name) {
+        if failure.is_some() && state.modules.values().any(|m| m.info.name == name) {
             return;
         }
         if let Some(registration) = state.registered.get_mut(name) {
-            registration.failure = result.as_ref().err().map(|e| e.to_string());
+            registration.failure = failure.map(|e| e.to_string());
         }
     }
 
@@ -306,23 +316,46 @@ impl Kernel {
         metadata: &Metadata,
         chain: &mut Vec<String>,
     ) -> Result<ModuleId, LoadError> {
-        let name = metadata.name.as_str();
         Self::verify_checksum(metadata, object_name, bytes)?;
+        let state = self.prepare(metadata, chain)?;
+        let exports = object.exported_symbols().map(|s| s.name);
+        self.check_exports(&state, &metadata.name, exports)?;
+        let placed = self.place(&state, &metadata.name, path.as_deref(), bytes, object)?;
+        self.install(state, metadata, path, placed)
+    }
+
+    /// Refuses a module asking for interfaces the kernel lacks, loads its dependencies, and
+    /// locks the state for placing it, unless a module of its name is loaded already.
+    pub(super) fn prepare(
+        &self,
+        metadata: &Metadata,
+        chain: &mut Vec<String>,
+    ) -> Result<MutexGuard<'_, State>, LoadError> {
         // Refused before any dependency is loaded for it.
         self.check_interfaces(&self.state(), metadata)?;
         self.load_dependencies(metadata, chain)?;
-        let mut state = self.state();
-        if state.modules.values().any(|m| m.info.name == name) {
-            return Err(LoadError::AlreadyLoaded(name.to_string()));
+        let state = self.state();
+        if state.modules.values().any(|m| m.info.name == metadata.name) {
+            return Err(LoadError::AlreadyLoaded(metadata.name.clone()));
         }
-        self.check_exports(&state, name, object)?;
+        Ok(state)
+    }
 
+    /// Lays out, places, links and publishes `object`; keeps the result in the image cache.
+    fn place(
+        &self,
+        state: &State,
+        name: &str,
+        path: Option<&Path>,
+        bytes: &[u8],
+        object: &Object,
+    ) -> Result<Placed, LoadError> {
         let mut options = LayoutOptions {
             page_size: self.machine.page_size(),
             ..LayoutOptions::default()
         };
         let mut layout = dlkm_linker::layout(object, &options)?;
-        let (placement, copies) = self.plan_placement(&state, object, layout.needs_low_address);
+        let (placement, copies) = self.plan_placement(state, object, layout.needs_low_address);
         if !copies.is_empty() {
             options.copies = copies;
             layout = dlkm_linker::layout(object, &options)?;
@@ -335,23 +368,54 @@ impl Kernel {
             }
             reserved => reserved?,
         };
-        let (output, mut imports) = match self.publish(&state, object, &layout, base) {
+        let (output, imports) = match self.publish(state, object, &layout, base) {
             Ok(done) => done,
             Err(e) => {
                 let _ = self.machine.release(base);
                 return Err(e);
             }
         };
+        let debug_object = |eh_frames: &[&[u8]]| -> Option<crate::DebugObjectBytes> {
+            let debug = dlkm_linker::debug_object(object, &layout, &output, eh_frames, true);
+            Some(Box::new(debug.ok()?.bytes))
+        };
         // Debuggers and the unwinder learn of it before any of its code runs.
         self.machine.module_published(&PublishedModule {
             name,
-            object,
-            layout: &layout,
-            output: &output,
+            base,
+            eh_frames: &layout.eh_frames,
+            debug_object: &debug_object,
         });
+        let lines = lines::ModuleLines::keep(name, object, bytes, &layout, &output);
+        if let Some(path) = path {
+            let line_table = lines.is_some();
+            self.keep_image(path, object, &layout, &output, line_table, &debug_object);
+        }
+        Ok(Placed {
+            base,
+            image_size: layout.image_size,
+            sections: sections_at(base, layout.map_entries(object)),
+            far_stubs: stubs_at(base, layout.stub_targets(object)),
+            output,
+            imports,
+            copied: options.copies.iter().map(|c| c.name.clone()).collect(),
+            lines,
+            from_image_cache: false,
+        })
+    }
 
+    /// Numbers the placed module, enters it and its exports in the kernel, and runs its
+    /// constructors and `_load`; undoes all of it if they fail.
+    pub(super) fn install(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        metadata: &Metadata,
+        path: Option<PathBuf>,
+        mut placed: Placed,
+    ) -> Result<ModuleId, LoadError> {
+        let name = metadata.name.as_str();
         // Explicit dependencies count as much as those from symbol use.
-        imports.modules.extend(
+        placed.imports.modules.extend(
             state
                 .modules
                 .values()
@@ -365,19 +429,8 @@ impl Kernel {
                 ModuleId(state.next_id - 1)
             }
         };
-        let init_array = output.init_array.clone();
-        let lines = lines::ModuleLines::keep(name, object, bytes, &layout, &output);
-        let mut module = self.new_module(
-            id,
-            metadata,
-            path,
-            &layout,
-            object,
-            output,
-            imports,
-            options.copies.iter().map(|c| c.name.clone()).collect(),
-        );
-        module.lines = lines;
+        let init_array = placed.output.init_array.clone();
+        let module = self.new_module(id, metadata, path, placed);
         let load_name = metadata.entry_point("load");
         let load_entry = module.entry_point(&load_name);
         self.add_module(&mut state, module);
@@ -440,29 +493,29 @@ impl Kernel {
 
     /// Duplicate exports, and exports shadowing the host's symbols, are refused before
     /// anything is placed.
-    pub(super) fn check_exports(
+    pub(super) fn check_exports<'n>(
         &self,
         state: &State,
         name: &str,
-        object: &Object,
+        exports: impl Iterator<Item = &'n str>,
     ) -> Result<(), LoadError> {
-        for symbol in object.exported_symbols() {
-            let existing = state.exports.get(symbol.name);
+        for export in exports {
+            let existing = state.exports.get(export);
             let shadows_host = !self.options.allow_shadowing
                 && self.options.host_symbols
                 && existing.is_none()
-                && self.machine.host_symbol(symbol.name).is_some();
+                && self.machine.host_symbol(export).is_some();
             if shadows_host {
                 return Err(LoadError::ShadowsHost {
                     module: name.to_string(),
-                    symbol: symbol.name.to_string(),
+                    symbol: export.to_string(),
                 });
             }
             let own_stub = |s: &&KernelSymbol| matches!(&s.owner, Owner::Stub(_, m) if m == name);
             if let Some(existing) = existing.filter(|s| !own_stub(s)) {
                 return Err(LoadError::DuplicateExport {
                     module: name.to_string(),
-                    symbol: symbol.name.to_string(),
+                    symbol: export.to_string(),
                     owner: existing.owner.to_string(),
                 });
             }
@@ -517,23 +570,7 @@ impl Kernel {
         base: u64,
     ) -> Result<(LinkOutput, Imports), LoadError> {
         let mut imports = Imports::default();
-        let mut resolver = |name: &str| {
-            let symbol = self.lookup_in(state, name)?;
-            match &symbol.owner {
-                Owner::Module(id, _) => {
-                    imports.modules.insert(*id);
-                }
-                Owner::Stub(_, module) => {
-                    imports.stubs.insert(module.clone());
-                }
-                Owner::Kernel | Owner::Host => {}
-            }
-            Some(ExternalSymbol {
-                address: symbol.address,
-                size: symbol.size,
-                kind: symbol.kind,
-            })
-        };
+        let mut resolver = |name: &str| self.resolve_import(state, name, &mut imports);
         // Linked in place: natively straight into the reservation, with no image buffer.
         let mut linked = None;
         self.machine
@@ -545,7 +582,40 @@ impl Kernel {
             len: layout.image_size,
             access: "fill",
         }))??;
-        for segment in &layout.segments {
+        self.protect_segments(base, &layout.segments)?;
+        Ok((output, imports))
+    }
+
+    /// What an import of a module resolves to; notes the module or registration providing it.
+    pub(super) fn resolve_import(
+        &self,
+        state: &State,
+        name: &str,
+        imports: &mut Imports,
+    ) -> Option<ExternalSymbol> {
+        let symbol = self.lookup_in(state, name)?;
+        match &symbol.owner {
+            Owner::Module(id, _) => {
+                imports.modules.insert(*id);
+            }
+            Owner::Stub(_, module) => {
+                imports.stubs.insert(module.clone());
+            }
+            Owner::Kernel | Owner::Host => {}
+        }
+        Some(ExternalSymbol {
+            address: symbol.address,
+            size: symbol.size,
+            kind: symbol.kind,
+        })
+    }
+
+    pub(super) fn protect_segments(
+        &self,
+        base: u64,
+        segments: &[dlkm_linker::Segment],
+    ) -> Result<(), LoadError> {
+        for segment in segments {
             let protection = match segment.kind {
                 SegmentKind::Text => Protection::ReadExecute,
                 SegmentKind::ReadOnly => Protection::ReadOnly,
@@ -554,7 +624,7 @@ impl Kernel {
             self.machine
                 .protect(base + segment.offset, segment.size, protection)?;
         }
-        Ok((output, imports))
+        Ok(())
     }
 
     /// Links `object` into `image` (the reservation at `base`, zeroed) and fills in the
@@ -569,15 +639,30 @@ impl Kernel {
         image: &mut [u8],
     ) -> Result<LinkOutput, LoadError> {
         let output = dlkm_linker::link_into(object, layout, base, resolver, image)?;
-        for (copy, offset) in &layout.copies {
-            let Some(symbol) = self.lookup_in(state, &copy.name) else {
+        let copies = layout
+            .copies
+            .iter()
+            .map(|(c, offset)| (&*c.name, c.size, *offset));
+        self.fill_copies(state, copies, image)?;
+        Ok(output)
+    }
+
+    /// Copies the kernel variables named (name, size, image offset) into `image`.
+    pub(super) fn fill_copies<'n>(
+        &self,
+        state: &State,
+        copies: impl Iterator<Item = (&'n str, u64, u64)>,
+        image: &mut [u8],
+    ) -> Result<(), LoadError> {
+        for (name, size, offset) in copies {
+            let Some(symbol) = self.lookup_in(state, name) else {
                 continue;
             };
-            let bytes = self.machine.read(symbol.address, copy.size)?;
-            let at = *offset as usize;
+            let bytes = self.machine.read(symbol.address, size)?;
+            let at = offset as usize;
             image[at..at + bytes.len()].copy_from_slice(&bytes);
         }
-        Ok(output)
+        Ok(())
     }
 
     pub(super) fn run_constructors(&self, init_array: &[u64]) -> Result<(), LoadError> {
@@ -589,31 +674,24 @@ impl Kernel {
         Ok(())
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one call site, all parts of one record"
-    )]
     fn new_module(
         &self,
         id: ModuleId,
         metadata: &Metadata,
         path: Option<PathBuf>,
-        layout: &dlkm_linker::Layout,
-        object: &Object,
-        output: LinkOutput,
-        imports: Imports,
-        copied: Vec<String>,
+        placed: Placed,
     ) -> Module {
-        let base = output.base;
-        let sections = layout
-            .map_entries(object)
-            .into_iter()
-            .map(|(name, offset, size)| SectionInfo {
-                name,
-                address: base + offset,
-                size,
-            })
-            .collect();
+        let Placed {
+            base,
+            image_size,
+            sections,
+            far_stubs,
+            output,
+            imports,
+            copied,
+            lines,
+            from_image_cache,
+        } = placed;
         let (load, unload) = (metadata.entry_point("load"), metadata.entry_point("unload"));
         let [load_at, unload_at] = output.symbols.addresses_of([&load, &unload]);
         let mut entry_points: Vec<(String, u64)> = [(&load, load_at), (&unload, unload_at)]
@@ -637,12 +715,13 @@ impl Kernel {
                 deps: Vec::new(),
                 users: Vec::new(),
                 base,
-                size: layout.image_size,
+                size: image_size,
                 sections,
                 entry_points,
                 loaded_at: SystemTime::now(),
                 stubs_used: output.stubs_used,
                 got_relaxed: output.got_relaxed,
+                from_image_cache,
                 copied,
                 registered: false,
                 stubs: Vec::new(),
@@ -659,12 +738,8 @@ impl Kernel {
             stub_deps: imports.stubs,
             loader: Some(std::thread::current().id()),
             stub_calls_seen: 0,
-            far_stubs: layout
-                .stub_targets(object)
-                .into_iter()
-                .map(|(offset, target)| (base + offset, target))
-                .collect(),
-            lines: None,
+            far_stubs,
+            lines,
         }
     }
 
@@ -739,11 +814,54 @@ impl Kernel {
     }
 }
 
+/// A module placed and published, not yet entered in the kernel.
+pub(super) struct Placed {
+    pub base: u64,
+    pub image_size: u64,
+    pub sections: Vec<SectionInfo>,
+    /// The linker's far-call stubs: address and target.
+    pub far_stubs: Vec<(u64, String)>,
+    pub output: LinkOutput,
+    pub imports: Imports,
+    /// Kernel variables it has a copy of.
+    pub copied: Vec<String>,
+    pub lines: Option<Arc<lines::ModuleLines>>,
+    pub from_image_cache: bool,
+}
+
 /// What a module's undefined symbols resolved to, besides the kernel and the host.
 #[derive(Default)]
-struct Imports {
+pub(super) struct Imports {
     /// Loaded modules it depends on.
     modules: BTreeSet<ModuleId>,
     /// Registered modules whose stubs it calls.
     stubs: BTreeSet<String>,
+}
+
+/// A module's default name: its object file's stem.
+pub(super) fn stem_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// The master file beside the object at `path` whose stem is `stem`.
+pub(super) fn master_path(path: &Path, stem: &str) -> PathBuf {
+    path.with_file_name(format!("{stem}.master"))
+}
+
+/// Placed sections and areas (name, image offset, size) at their addresses.
+pub(super) fn sections_at(base: u64, entries: Vec<(String, u64, u64)>) -> Vec<SectionInfo> {
+    let at = |(name, offset, size)| SectionInfo {
+        name,
+        address: base + offset,
+        size,
+    };
+    entries.into_iter().map(at).collect()
+}
+
+/// Far-call stubs (image offset, target) at their addresses.
+pub(super) fn stubs_at(base: u64, stubs: Vec<(u64, String)>) -> Vec<(u64, String)> {
+    let at = |(offset, target)| (base + offset, target);
+    stubs.into_iter().map(at).collect()
 }

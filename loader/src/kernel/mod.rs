@@ -19,6 +19,8 @@ use crate::machine::{
 use crate::metadata::Metadata;
 use sha2::{Digest, Sha256};
 
+mod cached;
+mod image_cache;
 mod lines;
 mod load;
 mod registry;
@@ -141,6 +143,8 @@ pub struct ModuleInfo {
     pub loaded_at: SystemTime,
     pub stubs_used: usize,
     pub got_relaxed: usize,
+    /// Its image was mapped from the image cache, not linked.
+    pub from_image_cache: bool,
     pub copied: Vec<String>,
     /// Registered with [`Kernel::register`]: its stubs stay in the kernel table while it is
     /// not loaded.
@@ -169,6 +173,9 @@ pub struct KernelOptions {
     /// that modules loaded after it bind to the module's. Off, such a module is refused. The
     /// embedder's own exports and other modules' are never shadowed.
     pub allow_shadowing: bool,
+    /// A directory of linked images (the README's "image cache"): a module loaded from a file is
+    /// linked once, and mapped from its entry by later processes. Native kernels only.
+    pub image_cache: Option<PathBuf>,
 }
 
 impl Default for KernelOptions {
@@ -181,6 +188,7 @@ impl Default for KernelOptions {
                 .collect(),
             modpath_only: false,
             allow_shadowing: false,
+            image_cache: None,
         }
     }
 }
@@ -318,6 +326,7 @@ pub struct Kernel {
     auto_unload: Mutex<Option<usage::AutoUnloadPlan>>,
     /// Where large object files are read.
     read_buffer: crate::object_file::ReadBuffer,
+    image_cache: Option<image_cache::ImageCache>,
 }
 
 impl Kernel {
@@ -353,6 +362,10 @@ impl Kernel {
     }
 
     pub fn with_machine(machine: Box<dyn Machine>, options: KernelOptions) -> Kernel {
+        let image_cache = options.image_cache.clone();
+        let image_cache = image_cache
+            .filter(|_| machine.can_map_files())
+            .map(image_cache::ImageCache::new);
         Kernel {
             machine,
             options,
@@ -363,6 +376,7 @@ impl Kernel {
             load_lock: LoadLock::default(),
             auto_unload: Mutex::new(None),
             read_buffer: Default::default(),
+            image_cache,
         }
     }
 

@@ -95,7 +95,7 @@ impl Kernel {
             .find(|m| m.info.name == name)
             .map(|m| m.info.id);
         if loaded.is_none() {
-            self.check_exports(&state, &name, &object)?;
+            self.check_exports(&state, &name, object.exported_symbols().map(|s| s.name))?;
         }
         let resolver: Weak<dyn StubResolver> = Arc::downgrade(self) as Weak<Kernel>;
         self.machine.set_stub_resolver(resolver);
@@ -263,6 +263,7 @@ pub(super) fn registration_info(registration: &Registration) -> ModuleInfo {
         loaded_at: registration.registered_at,
         stubs_used: 0,
         got_relaxed: 0,
+        from_image_cache: false,
         copied: Vec::new(),
         registered: true,
         stubs: registration.stubs.iter().map(|s| s.0.clone()).collect(),

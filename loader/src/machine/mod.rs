@@ -5,9 +5,10 @@
 pub mod emulated;
 pub mod native;
 
+use std::fs::File;
 use std::sync::Weak;
 
-use dlkm_linker::{ArchKind, ExternalSymbol, Layout, LinkOutput, Object};
+use dlkm_linker::{ArchKind, Area, ExternalSymbol};
 
 use crate::error::MachineError;
 
@@ -69,11 +70,18 @@ pub enum Protection {
 /// constructors run: what a machine needs to tell debuggers and unwinders about it.
 pub struct PublishedModule<'a> {
     pub name: &'a str,
-    pub object: &'a Object<'a>,
-    pub layout: &'a Layout,
-    /// The link's result; its `base` is the reservation's.
-    pub output: &'a LinkOutput,
+    /// Where its image starts.
+    pub base: u64,
+    /// Its `.eh_frame` sections in the image, each followed by a zero terminator.
+    pub eh_frames: &'a [Area],
+    /// Makes its debug object (an ELF file describing the image, for gdb's JIT interface)
+    /// from the linked `.eh_frame` sections: only a machine that registers one pays for it.
+    pub debug_object: &'a dyn Fn(&[&[u8]]) -> Option<DebugObjectBytes>,
 }
+
+/// A debug object's bytes, wherever they are kept: built on the heap, or mapped from the
+/// image cache.
+pub type DebugObjectBytes = Box<dyn AsRef<[u8]> + Send + Sync>;
 
 /// A machine that holds module images and runs their code.
 pub trait Machine: Send + Sync {
@@ -100,6 +108,20 @@ pub trait Machine: Send + Sync {
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), MachineError> {
         self.write(base, &filled_image(base, len, fill)?)
+    }
+
+    /// Reserves exactly `base..base + len` (whole pages) as the private, writable, unpublished
+    /// mapping of `file` from `offset` (a multiple of the page size): an image kept in a file
+    /// is then neither read nor copied whole; its pages come in as they are touched, and only
+    /// those written are copied. `None` where the machine's memory is not this process's, or
+    /// the range is taken; the caller then reserves and fills as usual.
+    fn map_file(&self, _base: u64, _len: u64, _file: &File, _offset: u64) -> Option<()> {
+        None
+    }
+
+    /// Whether [`Machine::map_file`] can ever map a file.
+    fn can_map_files(&self) -> bool {
+        false
     }
 
     /// Sets the protection of a page-aligned range inside a reservation and, for executable

@@ -18,6 +18,8 @@
 
 use std::sync::Mutex;
 
+use crate::machine::DebugObjectBytes;
+
 const JIT_NOACTION: u32 = 0;
 const JIT_REGISTER_FN: u32 = 1;
 const JIT_UNREGISTER_FN: u32 = 2;
@@ -72,19 +74,19 @@ pub(super) struct JitRegistration {
     /// is `Send` and `Sync`: only code holding [`LOCK`] dereferences it.
     entry: usize,
     /// The object file the entry points to; it must outlive the entry.
-    _symfile: Vec<u8>,
+    _symfile: DebugObjectBytes,
 }
 
 impl JitRegistration {
     /// Adds `symfile` to the list and tells gdb.
-    pub(super) fn register(symfile: Vec<u8>) -> JitRegistration {
+    pub(super) fn register(symfile: DebugObjectBytes) -> JitRegistration {
         let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let descriptor = &raw mut __jit_debug_descriptor;
         let entry = Box::into_raw(Box::new(JitCodeEntry {
             next_entry: std::ptr::null_mut(),
             prev_entry: std::ptr::null_mut(),
-            symfile_addr: symfile.as_ptr(),
-            symfile_size: symfile.len() as u64,
+            symfile_addr: (*symfile).as_ref().as_ptr(),
+            symfile_size: (*symfile).as_ref().len() as u64,
         }));
         // SAFETY: LOCK is held, so nothing else reads or writes the descriptor or the entries
         // (gdb reads them only while the process is stopped in __jit_debug_register_code);
@@ -168,9 +170,9 @@ mod tests {
         let ours = |sizes: Vec<u64>| -> Vec<u64> {
             sizes.into_iter().filter(|s| (1..=3).contains(s)).collect()
         };
-        let a = JitRegistration::register(vec![0u8; 1]);
-        let b = JitRegistration::register(vec![0u8; 2]);
-        let c = JitRegistration::register(vec![0u8; 3]);
+        let a = JitRegistration::register(Box::new(vec![0u8; 1]));
+        let b = JitRegistration::register(Box::new(vec![0u8; 2]));
+        let c = JitRegistration::register(Box::new(vec![0u8; 3]));
         assert_eq!(ours(list()), [3, 2, 1]);
         drop(b);
         assert_eq!(ours(list()), [3, 1]);

@@ -203,6 +203,16 @@ impl NativeMachine {
         Some(p as u64)
     }
 
+    /// Records a new reservation, not yet published.
+    fn keep_mapping(&self, base: u64, size: u64) {
+        let mapping = Mapping {
+            size,
+            published: false,
+        };
+        let mut mappings = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
+        mappings.insert(base, mapping);
+    }
+
     fn unmap(&self, address: u64, size: u64) {
         // SAFETY: only ranges this machine mapped and no longer hands out are unmapped.
         unsafe {
@@ -334,16 +344,7 @@ impl Machine for NativeMachine {
                 placement: placement.to_string(),
                 reason: "no free address range found".into(),
             })?;
-        self.mappings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                base,
-                Mapping {
-                    size,
-                    published: false,
-                },
-            );
+        self.keep_mapping(base, size);
         Ok(base)
     }
 
@@ -361,6 +362,41 @@ impl Machine for NativeMachine {
         self.published.forget(base);
         self.unmap(base, mapping.size);
         Ok(())
+    }
+
+    fn can_map_files(&self) -> bool {
+        true
+    }
+
+    fn map_file(&self, base: u64, len: u64, file: &std::fs::File, offset: u64) -> Option<()> {
+        use std::os::fd::AsRawFd;
+        let aligned = |n: u64| n % self.page_size == 0;
+        if !aligned(base) || !aligned(len) || !aligned(offset) || len == 0 {
+            return None;
+        }
+        let file_offset = libc::off_t::try_from(offset).ok()?;
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the new one is
+        // private, so writes to it stay in this process and never reach the file.
+        let p = unsafe {
+            libc::mmap(
+                base as *mut libc::c_void,
+                usize::try_from(len).ok()?,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | MAP_FIXED_NOREPLACE,
+                file.as_raw_fd(),
+                file_offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        if p as u64 != base {
+            // An old kernel that treats the flag as a hint only.
+            self.unmap(p as u64, len);
+            return None;
+        }
+        self.keep_mapping(base, len);
+        Some(())
     }
 
     fn write(&self, address: u64, bytes: &[u8]) -> Result<(), MachineError> {
@@ -532,6 +568,14 @@ impl Drop for NativeMachine {
             self.unmap(base, mapping.size);
         }
     }
+}
+
+/// An image cache entry, mapped read-only ([`crate::kernel`]'s image cache).
+pub(crate) fn map_entry(file: &std::fs::File) -> Option<memmap2::Mmap> {
+    // SAFETY: a private read-only mapping of a cache entry. Entries are replaced by renaming
+    // a new file over them, never rewritten or truncated in place, so the bytes under the
+    // mapping do not change while it lives.
+    unsafe { memmap2::Mmap::map(file) }.ok()
 }
 
 #[cfg(target_arch = "aarch64")]

@@ -28,10 +28,10 @@ pub(super) struct PublishedModules {
 impl PublishedModules {
     /// Registers the module's frames and its debug object.
     pub(super) fn publish(&self, machine: &NativeMachine, module: &PublishedModule<'_>) {
-        let base = module.output.base;
+        let base = module.base;
         let mut frames = Vec::new();
         let mut eh_frames = Vec::new();
-        for area in &module.layout.eh_frames {
+        for area in module.eh_frames {
             let begin = base + area.offset;
             // Only a terminated .eh_frame inside a published reservation of this machine.
             let inside =
@@ -62,15 +62,7 @@ impl PublishedModules {
             // The debug object copies the linked section; no copy of it is needed here.
             eh_frames.push(section);
         }
-        let jit = dlkm_linker::debug_object(
-            module.object,
-            module.layout,
-            module.output,
-            &eh_frames,
-            true,
-        )
-        .ok()
-        .map(|debug| JitRegistration::register(debug.bytes));
+        let jit = (module.debug_object)(&eh_frames).map(JitRegistration::register);
         let previous = self.lock().insert(
             base,
             Registrations {

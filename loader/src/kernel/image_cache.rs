@@ -1,0 +1,539 @@
+//! The image cache: linked images kept in files, so that the next process to load the same
+//! object maps its image instead of reading, parsing, laying out and relocating it again, as
+//! `dlopen` maps a library linked ahead of time.
+//!
+//! An entry is one file per object, named by the object's device and inode. It holds what a
+//! load computes that a later load can reuse: the image as linked at its base, the sections,
+//! symbols and entry points, the debug object, and every place where the image depends on an
+//! import's address ([`dlkm_linker::ImportSite`]). A later load maps the image privately at
+//! the same base, resolves the imports again and rewrites only those places
+//! ([`dlkm_linker::rebind`]): the C library moves with every process, the module does not.
+//!
+//! An entry is used only if everything it was made from is unchanged: the object's and its
+//! master file's size, times, device and inode; this build of the loader; the architecture,
+//! page size and the kernel options that shape a link. Whatever else differs (the base is
+//! taken, an import is gone, moved out of reach or changed size or kind) makes the load an
+//! ordinary one, which then replaces the entry. Entries are written whole to a new file and
+//! renamed into place, never rewritten: a process that has one mapped keeps its pages.
+//!
+//! An entry is trusted as the object it was made from is: its bytes become the module's code
+//! and data. The loader checks that an entry is whole and consistent (its header, counts,
+//! ranges and names), so that a truncated or garbled one is not used, but does not checksum
+//! its bytes, which would cost about what reading them does.
+//!
+//! A module mapped from an entry whose object has a line table reads the object again for
+//! its DWARF when a source line is first asked for, if the object is still the file the
+//! entry was made from (otherwise the lines are refused, never taken from a newer build).
+//! Not cached: modules whose metadata gives a checksum (checking it means reading the
+//! object), and loads from bytes.
+
+use std::fs::File;
+use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use crate::machine::native::map_entry;
+
+use crate::machine::DebugObjectBytes;
+use dlkm_linker::{
+    Area, CopyRequest, ExternalKind, ExternalSymbol, Import, ImportSite, LinkedSymbols, Segment,
+    SegmentKind, SiteForm,
+};
+
+/// The first bytes of every entry, and the version of its layout.
+const MAGIC: &[u8; 8] = b"DLKMIMG1";
+/// Magic, record length, image offset, image length.
+const HEADER_LEN: usize = 32;
+
+/// Who a file is and which version of it, without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileStamp([i64; 7]);
+
+impl FileStamp {
+    pub(super) fn of(path: &Path) -> Option<FileStamp> {
+        let m = std::fs::metadata(path).ok()?;
+        m.is_file().then_some(FileStamp([
+            m.dev() as i64,
+            m.ino() as i64,
+            m.size() as i64,
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ]))
+    }
+
+    fn device_and_inode(&self) -> (u64, u64) {
+        (self.0[0] as u64, self.0[1] as u64)
+    }
+}
+
+/// What a cached load needs besides the image's bytes.
+pub(super) struct Entry {
+    pub modinfo: Option<Vec<u8>>,
+    pub base: u64,
+    pub image_size: u64,
+    /// The reservation: the image's pages.
+    pub mapped_size: u64,
+    pub segments: Vec<Segment>,
+    pub eh_frames: Vec<Area>,
+    /// Kernel variables copied into the image, and where.
+    pub copies: Vec<(CopyRequest, u64)>,
+    /// The object has a line table, read from it when first asked for.
+    pub line_table: bool,
+    /// Placed sections and linker areas: name, offset, size.
+    pub sections: Vec<(String, u64, u64)>,
+    /// Far-call stubs: offset, target.
+    pub far_stubs: Vec<(u64, String)>,
+    pub imports: Vec<Import>,
+    pub import_sites: Vec<ImportSite>,
+    pub symbols: LinkedSymbols,
+    pub init_array: Vec<u64>,
+    pub fini_array: Vec<u64>,
+    pub stubs_used: u64,
+    pub got_relaxed: u64,
+    pub debug_object: Option<DebugObjectBytes>,
+}
+
+impl Entry {
+    /// Whether every range it names lies in its image: a corrupt entry is not used.
+    fn consistent(&self) -> bool {
+        let within =
+            |offset: u64, size: u64, end: u64| offset.checked_add(size).is_some_and(|e| e <= end);
+        self.image_size <= self.mapped_size
+            && self
+                .segments
+                .iter()
+                .all(|s| within(s.offset, s.size, self.mapped_size))
+            && self.eh_frames.iter().all(|a| {
+                within(
+                    a.offset,
+                    a.size + dlkm_linker::EH_FRAME_TERMINATOR,
+                    self.image_size,
+                )
+            })
+            && self
+                .copies
+                .iter()
+                .all(|(c, offset)| within(*offset, c.size, self.image_size))
+            && self
+                .import_sites
+                .iter()
+                .all(|s| (s.import as usize) < self.imports.len())
+            && self.init_array.iter().chain(&self.fini_array).all(|&at| {
+                at.checked_sub(self.base)
+                    .is_some_and(|o| o < self.image_size)
+            })
+    }
+}
+
+/// What an entry is valid for.
+pub(super) struct Key<'a> {
+    pub object: FileStamp,
+    pub master: Option<FileStamp>,
+    /// The architecture, page size and kernel options that shape a link.
+    pub config: &'a str,
+}
+
+/// An entry found valid, and the open file its image is mapped from.
+pub(super) struct Found {
+    pub entry: Entry,
+    pub file: File,
+    pub image_offset: u64,
+}
+
+/// A directory of entries.
+#[derive(Debug, Clone)]
+pub(super) struct ImageCache {
+    dir: PathBuf,
+}
+
+impl ImageCache {
+    pub(super) fn new(dir: PathBuf) -> Self {
+        ImageCache { dir }
+    }
+
+    fn path_for(&self, object: FileStamp) -> PathBuf {
+        let (device, inode) = object.device_and_inode();
+        self.dir.join(format!("{device:x}-{inode:x}.image"))
+    }
+
+    /// The entry for the object `key` names, if there is one made from exactly it.
+    ///
+    /// The entry is mapped, not read: its record is decoded where it lies and its debug
+    /// object is registered from the mapping, so that a load copies neither.
+    pub(super) fn find(&self, key: &Key) -> Option<Found> {
+        let file = File::open(self.path_for(key.object)).ok()?;
+        let map = Arc::new(map_entry(&file)?);
+        let mut input = Input(map.get(..HEADER_LEN)?);
+        if input.take(8)? != MAGIC {
+            return None;
+        }
+        let record_len = usize::try_from(input.u64()?).ok()?;
+        let image_offset = input.u64()?;
+        let image_len = input.u64()?;
+        let record_end = HEADER_LEN.checked_add(record_len)?;
+        if record_end as u64 > image_offset
+            || image_offset.checked_add(image_len)? > map.len() as u64
+        {
+            return None;
+        }
+        let (mut entry, debug_object) = decode(&map[HEADER_LEN..record_end], key)?;
+        entry.debug_object = debug_object.map(|range| {
+            let range = HEADER_LEN + range.start..HEADER_LEN + range.end;
+            Box::new(MappedBytes { map, range }) as DebugObjectBytes
+        });
+        (entry.mapped_size == image_len && entry.consistent()).then_some(Found {
+            entry,
+            file,
+            image_offset,
+        })
+    }
+
+    /// Keeps `entry` with `image` (its bytes as linked, before any of its code ran) for the
+    /// object `key` names. Best effort: a cache that cannot be written only means the next
+    /// load links again.
+    pub(super) fn store(&self, key: &Key, entry: &Entry, image: &[u8], page_size: u64) {
+        let _ = self.try_store(key, entry, image, page_size);
+    }
+
+    fn try_store(
+        &self,
+        key: &Key,
+        entry: &Entry,
+        image: &[u8],
+        page_size: u64,
+    ) -> std::io::Result<()> {
+        let mut record = Vec::new();
+        encode(&mut record, key, entry);
+        let image_offset = (HEADER_LEN + record.len()).next_multiple_of(page_size as usize);
+        let mut bytes = Vec::with_capacity(image_offset);
+        bytes.extend_from_slice(MAGIC);
+        for n in [record.len(), image_offset, entry.mapped_size as usize] {
+            bytes.extend_from_slice(&(n as u64).to_le_bytes());
+        }
+        bytes.extend_from_slice(&record);
+        bytes.resize(image_offset, 0);
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.path_for(key.object);
+        let temporary = path.with_extension(format!("{}.partial", std::process::id()));
+        let written = (|| {
+            let mut file = File::create(&temporary)?;
+            file.write_all(&bytes)?;
+            file.write_all(image)?;
+            // The pages past the image's end, to the reservation's end, are zero.
+            let tail = (entry.mapped_size as usize).saturating_sub(image.len());
+            file.write_all(&vec![0u8; tail])?;
+            std::fs::rename(&temporary, &path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written
+    }
+}
+
+fn encode(out: &mut Vec<u8>, key: &Key, entry: &Entry) {
+    let mut o = Output(out);
+    o.str(env!("CARGO_PKG_VERSION"));
+    o.str(key.config);
+    key.object.0.iter().for_each(|&v| o.u64(v as u64));
+    match key.master {
+        None => o.u64(0),
+        Some(stamp) => {
+            o.u64(1);
+            stamp.0.iter().for_each(|&v| o.u64(v as u64));
+        }
+    }
+    match &entry.modinfo {
+        None => o.u64(0),
+        Some(bytes) => {
+            o.u64(1);
+            o.bytes(bytes);
+        }
+    }
+    o.words(&[entry.base, entry.image_size, entry.mapped_size]);
+    o.u64(entry.segments.len() as u64);
+    for segment in &entry.segments {
+        let kind = match segment.kind {
+            SegmentKind::Text => 0,
+            SegmentKind::ReadOnly => 1,
+            SegmentKind::Writable => 2,
+        };
+        o.words(&[kind, segment.offset, segment.size]);
+    }
+    o.u64(entry.eh_frames.len() as u64);
+    for area in &entry.eh_frames {
+        o.words(&[area.offset, area.size]);
+    }
+    o.u64(entry.line_table as u64);
+    o.u64(entry.copies.len() as u64);
+    for (copy, offset) in &entry.copies {
+        o.str(&copy.name);
+        o.words(&[copy.size, copy.align, *offset]);
+    }
+    o.u64(entry.sections.len() as u64);
+    for (name, offset, size) in &entry.sections {
+        o.str(name);
+        o.words(&[*offset, *size]);
+    }
+    o.u64(entry.far_stubs.len() as u64);
+    for (offset, target) in &entry.far_stubs {
+        o.u64(*offset);
+        o.str(target);
+    }
+    o.u64(entry.imports.len() as u64);
+    for import in &entry.imports {
+        o.str(&import.name);
+        match import.symbol {
+            None => o.u64(0),
+            Some(symbol) => {
+                let kind = match symbol.kind {
+                    ExternalKind::Function => 1,
+                    ExternalKind::Data => 2,
+                    ExternalKind::Unknown => 3,
+                };
+                o.words(&[kind, symbol.address, symbol.size]);
+            }
+        }
+    }
+    o.u64(entry.import_sites.len() as u64);
+    for site in &entry.import_sites {
+        let (form, r_type, place) = match site.form {
+            SiteForm::Stub => (0, 0, 0),
+            SiteForm::GotSlot => (1, 0, 0),
+            SiteForm::Reloc { r_type, place } => (2, r_type as u64, place),
+        };
+        o.words(&[
+            form,
+            r_type,
+            place,
+            site.import as u64,
+            site.offset,
+            site.addend as u64,
+        ]);
+    }
+    entry.symbols.encode(o.0);
+    o.u64(entry.init_array.len() as u64);
+    entry.init_array.iter().for_each(|&a| o.u64(a));
+    o.u64(entry.fini_array.len() as u64);
+    entry.fini_array.iter().for_each(|&a| o.u64(a));
+    o.words(&[entry.stubs_used, entry.got_relaxed]);
+    match &entry.debug_object {
+        None => o.u64(0),
+        Some(bytes) => {
+            o.u64(1);
+            o.bytes((**bytes).as_ref());
+        }
+    }
+}
+
+/// The entry in `record`, if it was made for `key` and reads back whole, and where in the
+/// record its debug object is.
+fn decode(record: &[u8], key: &Key) -> Option<(Entry, Option<Range<usize>>)> {
+    let mut i = Input(record);
+    if i.str()? != env!("CARGO_PKG_VERSION") || i.str()? != key.config {
+        return None;
+    }
+    let stamp = |i: &mut Input| -> Option<FileStamp> {
+        let mut values = [0i64; 7];
+        for v in &mut values {
+            *v = i.u64()? as i64;
+        }
+        Some(FileStamp(values))
+    };
+    if stamp(&mut i)? != key.object {
+        return None;
+    }
+    let master = match i.u64()? {
+        0 => None,
+        _ => Some(stamp(&mut i)?),
+    };
+    if master != key.master {
+        return None;
+    }
+    let modinfo = match i.u64()? {
+        0 => None,
+        _ => Some(i.bytes()?.to_vec()),
+    };
+    let [base, image_size, mapped_size] = [i.u64()?, i.u64()?, i.u64()?];
+    let segments = i.list(24, |i| {
+        let kind = match i.u64()? {
+            0 => SegmentKind::Text,
+            1 => SegmentKind::ReadOnly,
+            2 => SegmentKind::Writable,
+            _ => return None,
+        };
+        Some(Segment {
+            kind,
+            offset: i.u64()?,
+            size: i.u64()?,
+        })
+    })?;
+    let eh_frames = i.list(16, |i| {
+        Some(Area {
+            offset: i.u64()?,
+            size: i.u64()?,
+        })
+    })?;
+    let line_table = i.u64()? != 0;
+    let copies = i.list(32, |i| {
+        let name = i.str()?.to_string();
+        let (size, align, offset) = (i.u64()?, i.u64()?, i.u64()?);
+        Some((CopyRequest { name, size, align }, offset))
+    })?;
+    let sections = i.list(24, |i| Some((i.str()?.to_string(), i.u64()?, i.u64()?)))?;
+    let far_stubs = i.list(16, |i| Some((i.u64()?, i.str()?.to_string())))?;
+    let imports = i.list(16, |i| {
+        let name = i.str()?.to_string();
+        let kind = match i.u64()? {
+            0 => return Some(Import { name, symbol: None }),
+            1 => ExternalKind::Function,
+            2 => ExternalKind::Data,
+            3 => ExternalKind::Unknown,
+            _ => return None,
+        };
+        let (address, size) = (i.u64()?, i.u64()?);
+        Some(Import {
+            name,
+            symbol: Some(ExternalSymbol {
+                address,
+                size,
+                kind,
+            }),
+        })
+    })?;
+    let import_sites = i.list(48, |i| {
+        let [form, r_type, place, import, offset, addend] =
+            [i.u64()?, i.u64()?, i.u64()?, i.u64()?, i.u64()?, i.u64()?];
+        let form = match form {
+            0 => SiteForm::Stub,
+            1 => SiteForm::GotSlot,
+            2 => SiteForm::Reloc {
+                r_type: u32::try_from(r_type).ok()?,
+                place,
+            },
+            _ => return None,
+        };
+        Some(ImportSite {
+            import: u32::try_from(import).ok()?,
+            offset,
+            addend: addend as i64,
+            form,
+        })
+    })?;
+    let (symbols, rest) = LinkedSymbols::decode(i.0).ok()?;
+    i.0 = rest;
+    let init_array = i.list(8, Input::u64)?;
+    let fini_array = i.list(8, Input::u64)?;
+    let [stubs_used, got_relaxed] = [i.u64()?, i.u64()?];
+    let debug_object = match i.u64()? {
+        0 => None,
+        _ => {
+            let bytes = i.bytes()?;
+            let start = bytes.as_ptr() as usize - record.as_ptr() as usize;
+            Some(start..start + bytes.len())
+        }
+    };
+    let entry = Entry {
+        modinfo,
+        base,
+        image_size,
+        mapped_size,
+        segments,
+        eh_frames,
+        copies,
+        line_table,
+        sections,
+        far_stubs,
+        imports,
+        import_sites,
+        symbols,
+        init_array,
+        fini_array,
+        stubs_used,
+        got_relaxed,
+        debug_object: None,
+    };
+    Some((entry, debug_object))
+}
+
+/// Bytes of a mapped entry, kept mapped as long as they are.
+struct MappedBytes {
+    map: Arc<Mmap>,
+    range: Range<usize>,
+}
+
+impl AsRef<[u8]> for MappedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.range.clone()]
+    }
+}
+
+/// An entry's record as it is written: little-endian words, strings and byte runs counted.
+struct Output<'a>(&'a mut Vec<u8>);
+
+impl Output<'_> {
+    fn u64(&mut self, value: u64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn words(&mut self, values: &[u64]) {
+        values.iter().for_each(|&v| self.u64(v));
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.u64(bytes.len() as u64);
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn str(&mut self, text: &str) {
+        self.bytes(text.as_bytes());
+    }
+}
+
+/// A record being read; `None` for anything short or malformed, which makes the entry unused.
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        let taken = self.0.get(..len)?;
+        self.0 = &self.0[len..];
+        Some(taken)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.u64()?).ok()?;
+        self.take(len)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// A counted list of items of at least `item_bytes` each: a corrupt count fails before
+    /// it can allocate more than the record holds.
+    fn list<T>(
+        &mut self,
+        item_bytes: usize,
+        mut item: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let count = usize::try_from(self.u64()?).ok()?;
+        if count.checked_mul(item_bytes)? > self.0.len() {
+            return None;
+        }
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(item(self)?);
+        }
+        Some(items)
+    }
+}
