@@ -10,8 +10,8 @@
 //! `crate::`, since the regression tests include this file as a module.
 
 use dlkm_linker::{
-    layout, link, ArchKind, CopyRequest, ExternalKind, ExternalSymbol, Layout, LayoutOptions,
-    LinkError, LinkOutput, Object, SectionKind,
+    layout, link, rebind, ArchKind, CopyRequest, ExternalKind, ExternalSymbol, Layout,
+    LayoutOptions, LinkError, LinkOutput, Object, SectionKind,
 };
 
 #[cfg(feature = "emulated")]
@@ -201,6 +201,8 @@ pub fn run(data: &[u8], family: Option<Family>) -> Outcome {
                 let linked = link(&object, &laid_out, base, &mut resolver);
                 if let Ok((image, output)) = &linked {
                     check_link(&object, &laid_out, base, image, output);
+                    let mut moved = |name: &str| moved(resolve(name, actual, kernel, image_end));
+                    check_rebind(&object, &laid_out, base, image, output, &mut moved);
                 }
                 results.push(linked.map(|_| ()));
             }
@@ -279,6 +281,81 @@ fn check_layout(object: &Object, options: &LayoutOptions, laid_out: &Layout) {
     for (_, offset, size) in laid_out.map_entries(object) {
         assert!(offset + size <= image, "map entry past the image");
     }
+}
+
+/// The same symbol a page further on: moved, as a library is in another process.
+fn moved(symbol: Option<ExternalSymbol>) -> Option<ExternalSymbol> {
+    symbol.map(|s| ExternalSymbol {
+        address: s.address.wrapping_add(0x1000),
+        ..s
+    })
+}
+
+/// Rebinding the image to moved imports, and back, gives the image back; where a fresh link
+/// to the moved imports made the same choices (the same import sites), it gives what that
+/// link gives.
+fn check_rebind(
+    object: &Object,
+    laid_out: &Layout,
+    base: u64,
+    image: &[u8],
+    output: &LinkOutput,
+    moved: &mut dyn FnMut(&str) -> Option<ExternalSymbol>,
+) {
+    if !dlkm_linker::rebindable(object, laid_out) {
+        return;
+    }
+    let sites = &output.import_sites;
+    let copied = |name: &str| laid_out.copies.iter().any(|(c, _)| c.name == name);
+    let old: Vec<_> = output.imports.iter().map(|i| i.symbol).collect();
+    let new: Vec<_> = output
+        .imports
+        .iter()
+        .map(|i| {
+            if copied(&i.name) {
+                i.symbol
+            } else {
+                moved(&i.name)
+            }
+        })
+        .collect();
+    let mut rebound = image.to_vec();
+    if rebind(
+        object.arch,
+        &mut rebound,
+        base,
+        sites,
+        &output.imports,
+        &new,
+    )
+    .is_err()
+    {
+        assert!(rebound == image, "a refused rebind changed the image");
+        return;
+    }
+    if let Ok((fresh, fresh_output)) = link(object, laid_out, base, &mut |name: &str| moved(name)) {
+        if fresh_output.import_sites == *sites {
+            assert!(
+                fresh == rebound,
+                "a rebound image differs from a fresh link"
+            );
+        }
+    }
+    let moved_imports: Vec<_> = output
+        .imports
+        .iter()
+        .zip(&new)
+        .map(|(i, &symbol)| dlkm_linker::Import {
+            name: i.name.clone(),
+            symbol,
+        })
+        .collect();
+    rebind(object.arch, &mut rebound, base, sites, &moved_imports, &old)
+        .expect("rebinding back to the addresses it was linked with");
+    assert!(
+        rebound == image,
+        "rebinding back does not give the image back"
+    );
 }
 
 fn check_link(object: &Object, laid_out: &Layout, base: u64, image: &[u8], output: &LinkOutput) {

@@ -36,7 +36,7 @@ pub use link::{
     LinkOutput, Resolver,
 };
 pub use linked_symbols::{BadSymbolTable, LinkedSymbol, LinkedSymbols};
-pub use rebind::{rebind, ImportSite, SiteForm};
+pub use rebind::{rebind, rebindable, ImportSite, SiteForm};
 pub use relocations::{Iter as RelocIter, Reloc, Relocations};
 
 /// Runs `$body` with `$A` bound to the architecture type of `$kind`: one dispatch per object,

@@ -2,8 +2,10 @@
 //! cache, say), and only the bytes that hold where an import is are written again. Link
 //! records those places as [`ImportSite`]s; [`rebind`] recomputes them with the same encoders.
 
-use crate::arch::{page, Arch, ArchKind, Expr, Field, RelocKind};
+use crate::arch::{page, Arch, ArchKind, Classifier, Expr, Field, RelocKind};
 use crate::error::{LinkError, RelocSite};
+use crate::input::Object;
+use crate::layout::Layout;
 use crate::link::{check_value, encode, got_field, ExternalSymbol, Import};
 use crate::with_arch;
 
@@ -60,7 +62,8 @@ pub(crate) fn site_value(
 }
 
 /// Rewrites the import sites of an image linked at `base` so that import `old[i]` is now
-/// bound to `new[i]`: the bytes a fresh link at `base` would write, as long as each import
+/// bound to `new[i]`: for an object [`rebindable`] accepts, the bytes a fresh link at `base`
+/// would write, as long as each import
 /// stays in the reach class it was linked for (a call that went through a stub still cannot
 /// reach the import directly, a direct reference still can, a relaxed GOT reference still
 /// fits). A copy (`Layout::copies`) is an import like any other: its `new` entry is the copy's
@@ -80,6 +83,54 @@ pub fn rebind(
     new: &[Option<ExternalSymbol>],
 ) -> Result<(), LinkError> {
     with_arch!(arch, A => rebind_for::<A>(image, base, sites, old, new))
+}
+
+/// Whether `object`, laid out as `layout`, links to an image that [`rebind`] can follow: no
+/// two relocations of a loaded section touch the same bytes (a field, or the opcode before it
+/// that an x86_64 GOT relaxation reads and rewrites). Where two do, the later one's bytes
+/// replace the earlier one's, and rewriting an import site alone would undo them. Compilers
+/// write no such tables; a caller keeping an image to rebind later asks this once, when it
+/// keeps it, so that links that are not kept pay nothing for it.
+pub fn rebindable(object: &Object, layout: &Layout) -> bool {
+    with_arch!(object.arch, A => rebindable_for::<A>(object, layout))
+}
+
+fn rebindable_for<A: Arch>(object: &Object, layout: &Layout) -> bool {
+    let mut classifier = Classifier::<A>::new();
+    let mut touched: Vec<(u64, u64)> = Vec::new();
+    let loaded = object.sections.iter().zip(&layout.section_offsets);
+    for (section, _) in loaded.filter(|(_, offset)| offset.is_some()) {
+        touched.clear();
+        let mut in_order = true;
+        let mut slices = section.relocs.slices();
+        while let Some(relocs) = slices.next() {
+            for reloc in relocs {
+                let Ok(kind) = classifier.classify(reloc.r_type) else {
+                    return false;
+                };
+                if kind.expr == Expr::None {
+                    continue;
+                }
+                let lookbehind = if kind.relaxable {
+                    A::RELAX_LOOKBEHIND
+                } else {
+                    0
+                };
+                let start = reloc.place().saturating_sub(lookbehind);
+                let end = reloc.place().saturating_add(kind.field.width() as u64);
+                in_order &= touched.last().is_none_or(|&(last, _)| last <= start);
+                touched.push((start, end));
+            }
+        }
+        // Assemblers write most tables in order of place, and then there is nothing to sort.
+        if !in_order {
+            touched.sort_unstable();
+        }
+        if touched.windows(2).any(|pair| pair[1].0 < pair[0].1) {
+            return false;
+        }
+    }
+    true
 }
 
 /// One write [`rebind`] has checked: `at..end` lies in the image.
@@ -553,6 +604,7 @@ mod tests {
             let bytes = corpus(path);
             let object = Object::parse(path, &bytes).unwrap();
             let layout = layout(&object, &LayoutOptions::default()).unwrap();
+            assert!(rebindable(&object, &layout), "{path}: relocations overlap");
             for functions in [Functions::Near, Functions::Far] {
                 let before = kernel(&object, &layout, functions, false);
                 let after = kernel(&object, &layout, functions, true);
@@ -563,6 +615,19 @@ mod tests {
         }
         assert!(seen.stubs > 0 && seen.direct > 0, "{arch}: {seen:?}");
         seen
+    }
+
+    /// The inputs a fuzzer found with relocations writing over each other: not rebindable (a
+    /// rebind there gave other bytes than a fresh link).
+    #[test]
+    fn overlapping_relocations_are_not_rebindable() {
+        for arch in ["x86_64", "aarch64", "mips"] {
+            let path = format!("fuzz-regressions/link_{arch}-rebind-overlapping-relocations.o");
+            let bytes = corpus(&path);
+            let object = Object::parse(&path, &bytes).unwrap();
+            let layout = layout(&object, &LayoutOptions::default()).unwrap();
+            assert!(!rebindable(&object, &layout), "{path}");
+        }
     }
 
     #[test]

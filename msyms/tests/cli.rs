@@ -1307,12 +1307,20 @@ fn an_image_cache_serves_later_runs() {
         let run = msyms(&["--image-cache", &cache.display().to_string(), "-c", &script]);
         run.expect(0);
         let cached = run.stdout.contains("mapped from the image cache");
-        let answer = run.stdout.lines().find(|l| l.starts_with("= ")).map(str::to_string);
+        let answer = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("= "))
+            .map(str::to_string);
         (cached, answer)
     };
     let uncached = msyms(&["-c", &script]);
     uncached.expect(0);
-    let expected = uncached.stdout.lines().find(|l| l.starts_with("= ")).map(str::to_string);
+    let expected = uncached
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("= "))
+        .map(str::to_string);
     assert!(expected.is_some(), "{}", uncached.stdout);
     assert_eq!(run(), (false, expected.clone()), "the first run links");
     for _ in 0..3 {

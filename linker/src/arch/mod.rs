@@ -359,6 +359,9 @@ pub(crate) trait Arch {
     /// the addend stays at the site, as on x86_64 where it corrects for the instruction's
     /// length).
     const SLOT_INCLUDES_ADDEND: bool;
+    /// How many bytes before its field a relaxable relocation may read and rewrite (the
+    /// instruction's opcode, on x86_64).
+    const RELAX_LOOKBEHIND: u64 = 0;
 
     /// The stub a branch to `symbol` with `addend` goes through, when it needs one.
     fn stub_key(symbol: u32, addend: i64) -> (u32, i64) {

@@ -116,6 +116,7 @@ impl Arch for X86_64 {
     const STUB_ALIGN: u64 = 16;
     const GOT_ENTRY_SIZE: u64 = 8;
     const SLOT_INCLUDES_ADDEND: bool = false;
+    const RELAX_LOOKBEHIND: u64 = 2;
 
     fn classify(r_type: u32) -> Result<&'static RelocKind, Refusal> {
         Ok(match r_type {

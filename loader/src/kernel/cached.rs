@@ -220,6 +220,9 @@ impl Kernel {
         let Some(stamp) = FileStamp::of(path) else {
             return;
         };
+        if !dlkm_linker::rebindable(object, layout) {
+            return;
+        }
         let stem = stem_of(path);
         let config = self.cache_config();
         let key = Key {
