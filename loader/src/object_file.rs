@@ -78,18 +78,32 @@ impl ReadBuffer {
     }
 }
 
-/// The whole of the file at `path`; a large one into `buffer`'s mapping.
-pub(crate) fn read_object(path: &Path, buffer: &ReadBuffer) -> io::Result<ObjectBytes> {
+/// The whole of the file at `path`; a large one into `buffer`'s mapping. With it, the file's
+/// metadata as it was before it was read: a file changed while it was read has other times.
+pub(crate) fn read_object(
+    path: &Path,
+    buffer: &ReadBuffer,
+) -> io::Result<(ObjectBytes, std::fs::Metadata)> {
     let mut file = File::open(path)?;
-    let size = file.metadata()?.len();
+    let metadata = file.metadata()?;
+    let bytes = read_file(path, &mut file, metadata.len(), buffer)?;
+    Ok((bytes, metadata))
+}
+
+fn read_file(
+    path: &Path,
+    file: &mut File,
+    size: u64,
+    buffer: &ReadBuffer,
+) -> io::Result<ObjectBytes> {
     if size < HUGE_READ {
-        return read_to_heap(&mut file, size);
+        return read_to_heap(file, size);
     }
     let Ok(span) = usize::try_from(size).map(|s| s.next_multiple_of(HUGE_PAGE)) else {
-        return read_to_heap(&mut file, size);
+        return read_to_heap(file, size);
     };
     let (mut map, offset) = buffer.take(span)?;
-    let len = read_into(&mut file, &mut map[offset..offset + span])?;
+    let len = read_into(file, &mut map[offset..offset + span])?;
     if len == span {
         // The file grew past its size as it was read: read all of it the ordinary way, and
         // keep the mapping for the next.
@@ -141,7 +155,8 @@ mod tests {
             let path = dir.join(format!("{size}.o"));
             let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
             std::fs::write(&path, &data).unwrap();
-            let read = read_object(&path, &buffer).unwrap();
+            let (read, metadata) = read_object(&path, &buffer).unwrap();
+            assert_eq!(metadata.len(), size as u64);
             assert_eq!(&read[..], &data[..], "{size} bytes");
             match &read {
                 ObjectBytes::Mapped { map, offset, .. } => {
@@ -159,7 +174,7 @@ mod tests {
             .unwrap()
             .as_ref()
             .map(|(m, o)| m.as_ptr() as usize + o);
-        let again = read_object(&dir.join(format!("{HUGE_READ}.o")), &buffer).unwrap();
+        let (again, _) = read_object(&dir.join(format!("{HUGE_READ}.o")), &buffer).unwrap();
         assert_eq!(Some(again.as_ptr() as usize), kept);
         assert_eq!(again.len(), HUGE_READ as usize);
         assert!(again

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use dlkm_linker::{Import, Layout};
 
 use super::image_cache::{Entry, FileStamp, Found, Key};
-use super::load::{master_path, sections_at, stem_of, stubs_at, Imports, Placed};
+use super::load::{master_path, sections_at, stem_of, stubs_at, Imports, KeptObject, Placed};
 use super::*;
 
 impl Kernel {
@@ -207,19 +207,20 @@ impl Kernel {
     /// needs to map it instead of linking again. Called before any of its code runs.
     pub(super) fn keep_image(
         &self,
-        path: &Path,
-        object: &Object,
+        kept: &KeptObject,
         layout: &Layout,
         output: &LinkOutput,
-        line_table: bool,
         debug_object: &dyn Fn(&[&[u8]]) -> Option<crate::DebugObjectBytes>,
     ) {
         let Some(cache) = &self.image_cache else {
             return;
         };
-        let Some(stamp) = FileStamp::of(path) else {
-            return;
-        };
+        let KeptObject {
+            path,
+            stamp,
+            object,
+            line_table,
+        } = *kept;
         if !dlkm_linker::rebindable(object, layout) {
             return;
         }

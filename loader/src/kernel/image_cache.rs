@@ -55,7 +55,11 @@ pub(super) struct FileStamp([i64; 7]);
 
 impl FileStamp {
     pub(super) fn of(path: &Path) -> Option<FileStamp> {
-        let m = std::fs::metadata(path).ok()?;
+        Self::from_metadata(&std::fs::metadata(path).ok()?)
+    }
+
+    /// The stamp of a file whose metadata is `m`; `None` for anything but a regular file.
+    pub(super) fn from_metadata(m: &std::fs::Metadata) -> Option<FileStamp> {
         m.is_file().then_some(FileStamp([
             m.dev() as i64,
             m.ino() as i64,

@@ -1,6 +1,7 @@
 //! Loading: the module path, metadata, dependencies and interfaces, placement, linking,
 //! publishing, constructors and `_load`, and undoing all of it when a step fails.
 
+use super::image_cache::FileStamp;
 use super::*;
 
 impl Kernel {
@@ -151,8 +152,13 @@ impl Kernel {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = crate::object_file::read_object(path, &self.read_buffer).map_err(io)?;
-        let loaded = self.load_object(&stem_of(path), Some(path.to_path_buf()), &bytes, chain);
+        let (bytes, metadata) =
+            crate::object_file::read_object(path, &self.read_buffer).map_err(io)?;
+        let file = ObjectFile {
+            path: path.to_path_buf(),
+            stamp: FileStamp::from_metadata(&metadata),
+        };
+        let loaded = self.load_object(&stem_of(path), Some(file), &bytes, chain);
         self.read_buffer.recycle(bytes);
         loaded
     }
@@ -243,18 +249,18 @@ impl Kernel {
     pub(super) fn load_object(
         &self,
         stem: &str,
-        path: Option<PathBuf>,
+        file: Option<ObjectFile>,
         bytes: &[u8],
         chain: &mut Vec<String>,
     ) -> Result<ModuleId, LoadError> {
+        let path = file.as_ref().map(|f| f.path.as_path());
         let object_name = path
-            .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| stem.to_string());
         let object = Object::parse(&object_name, bytes)?;
         self.check_arch(stem, &object_name, &object)?;
-        let metadata = self.metadata(stem, path.as_deref(), &object)?;
-        let result = self.load_module(&object_name, path, bytes, &object, &metadata, chain);
+        let metadata = self.metadata(stem, path, &object)?;
+        let result = self.load_module(&object_name, file, bytes, &object, &metadata, chain);
         self.record_outcome(&metadata.name, result.as_ref().err());
         result
     }
@@ -310,7 +316,7 @@ impl Kernel {
     pub(super) fn load_module(
         &self,
         object_name: &str,
-        path: Option<PathBuf>,
+        file: Option<ObjectFile>,
         bytes: &[u8],
         object: &Object,
         metadata: &Metadata,
@@ -320,8 +326,8 @@ impl Kernel {
         let state = self.prepare(metadata, chain)?;
         let exports = object.exported_symbols().map(|s| s.name);
         self.check_exports(&state, &metadata.name, exports)?;
-        let placed = self.place(&state, &metadata.name, path.as_deref(), bytes, object)?;
-        self.install(state, metadata, path, placed)
+        let placed = self.place(&state, &metadata.name, file.as_ref(), bytes, object)?;
+        self.install(state, metadata, file.map(|f| f.path), placed)
     }
 
     /// Refuses a module asking for interfaces the kernel lacks, loads its dependencies, and
@@ -346,7 +352,7 @@ impl Kernel {
         &self,
         state: &State,
         name: &str,
-        path: Option<&Path>,
+        file: Option<&ObjectFile>,
         bytes: &[u8],
         object: &Object,
     ) -> Result<Placed, LoadError> {
@@ -387,9 +393,18 @@ impl Kernel {
             debug_object: &debug_object,
         });
         let lines = lines::ModuleLines::keep(name, object, bytes, &layout, &output);
-        if let Some(path) = path {
-            let line_table = lines.is_some();
-            self.keep_image(path, object, &layout, &output, line_table, &debug_object);
+        if let Some(ObjectFile {
+            path,
+            stamp: Some(stamp),
+        }) = file
+        {
+            let kept = KeptObject {
+                path,
+                stamp: *stamp,
+                object,
+                line_table: lines.is_some(),
+            };
+            self.keep_image(&kept, &layout, &output, &debug_object);
         }
         Ok(Placed {
             base,
@@ -812,6 +827,21 @@ impl Kernel {
         }
         Some(module)
     }
+}
+
+/// An object file being loaded: where it is, and what it was when it was read (`None` where
+/// that could not be told).
+pub(super) struct ObjectFile {
+    pub path: PathBuf,
+    pub stamp: Option<FileStamp>,
+}
+
+/// What the image cache keeps an image of: an object read from `path` as `stamp` describes.
+pub(super) struct KeptObject<'a> {
+    pub path: &'a Path,
+    pub stamp: FileStamp,
+    pub object: &'a Object<'a>,
+    pub line_table: bool,
 }
 
 /// A module placed and published, not yet entered in the kernel.

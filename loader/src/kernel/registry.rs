@@ -38,12 +38,13 @@ impl Kernel {
         let path = path.as_ref();
         let _serial = self.load_lock.lock();
         self.check_trusted(path)?;
-        let bytes = crate::object_file::read_object(path, &self.read_buffer).map_err(|source| {
-            LoadError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
+        let (bytes, _) =
+            crate::object_file::read_object(path, &self.read_buffer).map_err(|source| {
+                LoadError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         let registered = self.register_object(path, &bytes);
         self.read_buffer.recycle(bytes);
         registered
