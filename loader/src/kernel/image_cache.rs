@@ -541,3 +541,94 @@ impl<'a> Input<'a> {
         Some(items)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dlkm_linker::{layout, link, LayoutOptions, Object};
+
+    /// SQLite's record as a load writes it, with what it was made for.
+    fn sqlite_record() -> (Vec<u8>, FileStamp) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../corpus/x86_64/gcc-pie/sqlite.o"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let object = Object::parse(path, &bytes).unwrap();
+        let layout = layout(&object, &LayoutOptions::default()).unwrap();
+        let mut far = |_: &str| {
+            Some(ExternalSymbol {
+                address: 0x7f00_0000_0000,
+                size: 0,
+                kind: ExternalKind::Function,
+            })
+        };
+        let (_, output) = link(&object, &layout, 0x1000_0000, &mut far).unwrap();
+        let entry = Entry {
+            modinfo: Some(b"name=sqlite".to_vec()),
+            base: output.base,
+            image_size: layout.image_size,
+            mapped_size: layout.mapped_size(),
+            segments: layout.segments.clone(),
+            eh_frames: layout.eh_frames.clone(),
+            copies: Vec::new(),
+            line_table: false,
+            sections: layout.map_entries(&object),
+            far_stubs: layout.stub_targets(&object),
+            imports: output.imports,
+            import_sites: output.import_sites,
+            symbols: output.symbols,
+            init_array: output.init_array,
+            fini_array: output.fini_array,
+            stubs_used: output.stubs_used as u64,
+            got_relaxed: output.got_relaxed as u64,
+            debug_object: Some(Box::new(vec![1u8, 2, 3])),
+        };
+        let stamp = FileStamp([1, 2, 3, 4, 5, 6, 7]);
+        let key = Key {
+            object: stamp,
+            master: None,
+            config: "test",
+        };
+        let mut record = Vec::new();
+        encode(&mut record, &key, &entry);
+        (record, stamp)
+    }
+
+    /// A record reads back as written; cut short or garbled anywhere, it reads back as
+    /// nothing or as an entry, never as a panic, and no count makes a huge allocation.
+    #[test]
+    fn records_read_back_and_garbled_ones_never_panic() {
+        let (record, stamp) = sqlite_record();
+        let key = Key {
+            object: stamp,
+            master: None,
+            config: "test",
+        };
+        let (entry, debug) = decode(&record, &key).unwrap();
+        assert!(entry.consistent());
+        assert_eq!(&record[debug.unwrap()], &[1, 2, 3]);
+        let other = Key {
+            config: "another",
+            ..key
+        };
+        assert!(decode(&record, &other).is_none(), "made for another config");
+        // Every length in the first 4 KiB (where the fixed fields are), then a stride.
+        for len in (0..4096).chain((4096..record.len()).step_by(509)) {
+            assert!(decode(&record[..len], &key).is_none(), "cut to {len}");
+        }
+        // Bytes flipped one at a time, through the whole record (a xorshift walk).
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..3000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let at = (state % record.len() as u64) as usize;
+            let mut garbled = record.clone();
+            garbled[at] ^= (state >> 32) as u8 | 1;
+            if let Some((entry, _)) = decode(&garbled, &key) {
+                let _ = entry.consistent();
+            }
+        }
+    }
+}
