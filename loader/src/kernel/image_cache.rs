@@ -109,6 +109,15 @@ impl Entry {
         let within =
             |offset: u64, size: u64, end: u64| offset.checked_add(size).is_some_and(|e| e <= end);
         self.image_size <= self.mapped_size
+            && self.base.checked_add(self.mapped_size).is_some()
+            && self
+                .sections
+                .iter()
+                .all(|(_, offset, size)| within(*offset, *size, self.mapped_size))
+            && self
+                .far_stubs
+                .iter()
+                .all(|(offset, _)| *offset < self.image_size)
             && self
                 .segments
                 .iter()
