@@ -59,8 +59,8 @@ pub struct NativeMachine {
     page_size: u64,
     mappings: Mutex<BTreeMap<u64, Mapping>>,
     data: Mutex<HashMap<u64, Box<[u8]>>>,
-    /// Host symbols looked up so far.
-    host_symbols: Mutex<HashMap<String, Option<ExternalSymbol>>>,
+    /// Host symbols found so far (misses are looked up again: they cost less than keeping).
+    host_symbols: Mutex<HashMap<String, ExternalSymbol>>,
     host_objects: host::HostObjects,
     /// Reads of arbitrary addresses go through this file, which fails instead of faulting.
     self_mem: Option<std::fs::File>,
@@ -508,13 +508,18 @@ impl Machine for NativeMachine {
     fn host_symbol(&self, name: &str) -> Option<ExternalSymbol> {
         let mut cache = self.host_symbols.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(known) = cache.get(name) {
-            return *known;
+            return Some(*known);
         }
         let mut found = self.host_objects.lookup(name);
         if found.is_none() && self.on_demand_libraries && self.open_on_demand(name) {
             found = self.host_objects.lookup(name);
         }
-        cache.insert(name.to_string(), found);
+        // Misses are not kept: a module's exports, checked for shadowing, are mostly misses,
+        // which the libraries' hash tables answer at once (keeping SQLite's 270 took longer
+        // than looking them up).
+        if let Some(symbol) = found {
+            cache.insert(name.to_string(), symbol);
+        }
         found
     }
 
