@@ -7,7 +7,7 @@ use crate::error::{LinkError, RelocSite};
 use crate::input::{Object, Section, SectionKind, SymbolDef, SymbolType};
 use crate::layout::Layout;
 use crate::linked_symbols::{LinkedSymbols, LinkedSymbolsBuilder};
-use crate::rebind::{site_value, ImportSite, SiteForm};
+use crate::rebind::{ImportSite, SiteForm};
 use crate::relocations::Reloc;
 use crate::with_arch;
 
@@ -526,8 +526,14 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                     let at = (place as i64 + relax.field_offset) as usize;
                     encode::<A>(kind.field, &mut section_image[at..], value);
                     if IMPORT {
-                        let at = (section_offset, Some(&relax));
-                        self.import_site(sites, section, reloc, kind, at, section_image)?;
+                        self.import_site(
+                            sites,
+                            section,
+                            reloc,
+                            kind,
+                            section_offset,
+                            Some(&relax),
+                        )?;
                     }
                     return Ok(Applied::Relaxed);
                 }
@@ -576,23 +582,22 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
         self.check(section, reloc, kind, value, p as u64, &symbol)?;
         encode::<A>(kind.field, &mut section_image[place..], value);
         if IMPORT && matches!(applied, Applied::Direct) {
-            let at = (section_offset, None);
-            self.import_site(sites, section, reloc, kind, at, section_image)?;
+            self.import_site(sites, section, reloc, kind, section_offset, None)?;
         }
         Ok(applied)
     }
 
-    /// Records the import site of a relocation just applied directly to an import in
-    /// `section_image` at `section_offset` (`relaxed`, if the instruction was), unless its
-    /// value does not follow the import.
+    /// Records the import site of a relocation just applied directly to an import in the
+    /// section at `section_offset` (`relaxed`, if the instruction was), unless its value does
+    /// not follow the import.
     fn import_site(
         &self,
         sites: &mut Vec<ImportSite>,
         section: &Section,
         reloc: &Reloc,
         kind: &RelocKind,
-        (section_offset, relaxed): (u64, Option<&Relaxed>),
-        section_image: &[u8],
+        section_offset: u64,
+        relaxed: Option<&Relaxed>,
     ) -> Result<(), LinkError> {
         let Some(symbol) = self.symbols[reloc.symbol as usize] else {
             return Ok(());
@@ -623,20 +628,6 @@ impl<'a, 'data, A: Arch> Linker<'a, 'data, A> {
                 "the addend {addend:#x} it would record for rebinding does not fit in 64 bits"
             ),
         })?;
-        if cfg!(debug_assertions) {
-            // What rebind computes, encoded again, leaves the field as the link just wrote it.
-            let (s, p) = (symbol.address as i128, self.at(place) as i128);
-            let value = site_value(kind, s, addend.into(), p, self.base as i128);
-            let at = (offset - section_offset) as usize;
-            let written = &section_image[at..at + kind.field.width()];
-            let mut field = written.to_vec();
-            encode::<A>(
-                kind.field,
-                &mut field,
-                value.expect("a kind that follows S"),
-            );
-            assert_eq!(field, written, "{}", self.site(section, reloc));
-        }
         sites.push(ImportSite {
             import: symbol.import,
             offset,

@@ -40,8 +40,8 @@ pub enum SiteForm {
 
 /// The value of a relocation applied directly to an import at S, from the addend its site
 /// records; `None` for kinds whose value does not follow S (GOT slots not relaxed, sizes).
-/// Link records the addend so that this gives the value it encoded, and rebind recomputes
-/// with it: the one formula both sides share.
+/// Link records the addend so that this gives the value it encoded (the corpus tests and the
+/// fuzz targets compare a rebound image with a fresh link).
 pub(crate) fn site_value(
     kind: &RelocKind,
     s: i128,
@@ -63,10 +63,9 @@ pub(crate) fn site_value(
 
 /// Rewrites the import sites of an image linked at `base` so that import `old[i]` is now
 /// bound to `new[i]`: for an object [`rebindable`] accepts, the bytes a fresh link at `base`
-/// would write, as long as each import
-/// stays in the reach class it was linked for (a call that went through a stub still cannot
-/// reach the import directly, a direct reference still can, a relaxed GOT reference still
-/// fits). A copy (`Layout::copies`) is an import like any other: its `new` entry is the copy's
+/// would write, as long as each import stays in the reach class it was linked for (a call
+/// that went through a stub still cannot reach the import directly, a direct reference still
+/// can, a relaxed GOT reference still fits). A copy (`Layout::copies`) is an import like any other: its `new` entry is the copy's
 /// own address, as before.
 ///
 /// Refuses, with [`LinkError::Rebind`] naming the import, when `new` and `old` differ in
@@ -239,10 +238,17 @@ fn plan<A: Arch>(
         ));
     };
     let target = symbol.address.wrapping_add(site.addend as u64);
-    let width = match site.form {
-        SiteForm::Stub => A::STUB_SIZE,
-        SiteForm::GotSlot => A::GOT_ENTRY_SIZE,
-        SiteForm::Reloc { r_type, .. } => reloc_kind::<A>(site, name, r_type)?.field.width() as u64,
+    // A relocation's kind, classified once, with its type and place.
+    let reloc = match site.form {
+        SiteForm::Reloc { r_type, place } => {
+            Some((reloc_kind::<A>(site, name, r_type)?, r_type, place))
+        }
+        SiteForm::Stub | SiteForm::GotSlot => None,
+    };
+    let width = match (site.form, reloc) {
+        (_, Some((kind, ..))) => kind.field.width() as u64,
+        (SiteForm::Stub, None) => A::STUB_SIZE,
+        (_, None) => A::GOT_ENTRY_SIZE,
     };
     let (at, end) = site
         .offset
@@ -267,20 +273,19 @@ fn plan<A: Arch>(
             )
         })
     };
-    Ok(match site.form {
-        SiteForm::Stub => Write::Stub {
+    Ok(match (site.form, reloc) {
+        (SiteForm::Stub, _) => Write::Stub {
             at,
             end,
             address: address_of(site.offset)?,
             target,
         },
-        SiteForm::GotSlot => Write::Field {
+        (_, None) => Write::Field {
             at,
             field: got_field::<A>(),
             value: target.into(),
         },
-        SiteForm::Reloc { r_type, place } => {
-            let kind = reloc_kind::<A>(site, name, r_type)?;
+        (_, Some((kind, r_type, place))) => {
             let p = address_of(place)?;
             let value = site_value(
                 kind,

@@ -7,10 +7,30 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dlkm_loader::Arg;
+use std::sync::atomic::AtomicI64;
+
+use dlkm_linker::ExternalKind;
+use dlkm_loader::{Arg, Kernel};
 
 pub mod compare;
 pub mod lld;
+
+/// Exports what `corpus/src/kernel/kernel_api.c` imports: `log_line` (at `log_line`, of
+/// `log_kind`) and the variable `kernel_counter`.
+pub fn export_kernel_api(
+    kernel: &Kernel,
+    log_line: u64,
+    log_kind: ExternalKind,
+    counter: &'static AtomicI64,
+) {
+    kernel
+        .export_symbol("log_line", log_line, 0, log_kind)
+        .unwrap();
+    let counter = counter.as_ptr() as u64;
+    kernel
+        .export_symbol("kernel_counter", counter, 8, ExternalKind::Data)
+        .unwrap();
+}
 
 /// The workspace's corpus directory.
 pub fn corpus_dir() -> PathBuf {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use dlkm_linker::ExternalKind;
 use dlkm_loader::{Kernel, KernelOptions, LoadError, ModuleId};
-use dlkm_tests::{by_module_set, host_corpus_dir, read_answers, variants};
+use dlkm_tests::{by_module_set, export_kernel_api, host_corpus_dir, read_answers, variants};
 
 /// Kernels in these tests place modules at the same addresses, and share LOG: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -50,17 +50,7 @@ fn cached_kernel(dir: &Path) -> Kernel {
 /// A kernel exporting `log` as `log_line` (with `kind`), and `kernel_counter`.
 fn api_kernel(dir: &Path, log: extern "C" fn(*const c_char), kind: ExternalKind) -> Kernel {
     let kernel = cached_kernel(dir);
-    kernel
-        .export_symbol("log_line", log as usize as u64, 0, kind)
-        .unwrap();
-    kernel
-        .export_symbol(
-            "kernel_counter",
-            KERNEL_COUNTER.as_ptr() as u64,
-            8,
-            ExternalKind::Data,
-        )
-        .unwrap();
+    export_kernel_api(&kernel, log as usize as u64, kind, &KERNEL_COUNTER);
     kernel
 }
 

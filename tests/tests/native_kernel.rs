@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use dlkm_linker::{ExternalKind, LinkError};
 use dlkm_loader::{Kernel, LoadError};
-use dlkm_tests::host_corpus_dir;
+use dlkm_tests::{export_kernel_api, host_corpus_dir};
 
 fn object(variant: &str, file: &str) -> std::path::PathBuf {
     host_corpus_dir().join(variant).join(file)
@@ -36,15 +36,9 @@ extern "C" fn log_line(line: *const c_char) {
 
 fn kernel_with_api() -> Kernel {
     let kernel = Kernel::native().unwrap();
-    kernel.export("log_line", log_line as *const u8).unwrap();
-    kernel
-        .export_symbol(
-            "kernel_counter",
-            KERNEL_COUNTER.as_ptr() as u64,
-            8,
-            ExternalKind::Data,
-        )
-        .unwrap();
+    // As `Kernel::export` exports it: of no kind in particular.
+    let log = log_line as *const u8 as u64;
+    export_kernel_api(&kernel, log, ExternalKind::Unknown, &KERNEL_COUNTER);
     kernel
 }
 

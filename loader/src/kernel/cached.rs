@@ -176,53 +176,42 @@ impl Kernel {
             .collect();
         let symbols: Vec<_> = now.iter().map(|import| import.symbol).collect();
         let arch = self.machine.arch();
-        let mut bound = None;
+        // Whether the image follows the imports now, once the copies are filled too.
+        let mut bound = Ok(false);
         self.machine
             .fill_image(base, entry.image_size, &mut |image: &mut [u8]| {
-                let rebound = dlkm_linker::rebind(
-                    arch,
-                    image,
-                    base,
-                    &entry.import_sites,
-                    &entry.imports,
-                    &symbols,
-                );
-                let copies = entry
-                    .copies
-                    .iter()
-                    .map(|(c, offset)| (&*c.name, c.size, *offset));
-                bound = Some(
-                    rebound
-                        .is_ok()
-                        .then(|| self.fill_copies(state, copies, image)),
-                );
+                let sites = &entry.import_sites;
+                bound =
+                    match dlkm_linker::rebind(arch, image, base, sites, &entry.imports, &symbols) {
+                        Err(_) => Ok(false),
+                        Ok(()) => {
+                            let copies = entry.copies.iter();
+                            let copies = copies.map(|(c, offset)| (&*c.name, c.size, *offset));
+                            self.fill_copies(state, copies, image).map(|()| true)
+                        }
+                    };
             })?;
-        match bound.flatten() {
-            Some(filled) => filled.map(|()| Some(now)),
-            None => Ok(None),
-        }
+        Ok(bound?.then_some(now))
     }
 
     /// Keeps the image just published at `output.base` in the cache, with what a later load
-    /// needs to map it instead of linking again. Called before any of its code runs.
+    /// needs to map it instead of linking again, before any of its code runs. Returns the
+    /// debug object it made for the entry, for the machine to register rather than make again.
     pub(super) fn keep_image(
         &self,
         kept: &KeptObject,
         layout: &Layout,
         output: &LinkOutput,
         debug_object: &dyn Fn(&[&[u8]]) -> Option<crate::DebugObjectBytes>,
-    ) {
-        let Some(cache) = &self.image_cache else {
-            return;
-        };
+    ) -> Option<crate::DebugObjectBytes> {
+        let cache = self.image_cache.as_ref()?;
         let KeptObject {
             path,
             stamp,
             object,
-            line_table,
         } = *kept;
         if !dlkm_linker::rebindable(object, layout) {
-            return;
+            return None;
         }
         let stem = stem_of(path);
         let config = self.cache_config();
@@ -231,15 +220,13 @@ impl Kernel {
             master: FileStamp::of(&master_path(path, &stem)),
             config: &config,
         };
-        let Ok(image) = self.machine.read(output.base, layout.image_size) else {
-            return;
-        };
+        let image = self.machine.read(output.base, layout.image_size).ok()?;
         let eh_frames: Vec<&[u8]> = layout
             .eh_frames
             .iter()
             .map(|area| &image[area.offset as usize..(area.offset + area.size) as usize])
             .collect();
-        let entry = Entry {
+        let mut entry = Entry {
             modinfo: object
                 .sections
                 .iter()
@@ -251,7 +238,7 @@ impl Kernel {
             segments: layout.segments.clone(),
             eh_frames: layout.eh_frames.clone(),
             copies: layout.copies.clone(),
-            line_table,
+            line_table: object.has_line_table(),
             sections: layout.map_entries(object),
             far_stubs: layout.stub_targets(object),
             imports: output.imports.clone(),
@@ -264,6 +251,7 @@ impl Kernel {
             debug_object: debug_object(&eh_frames),
         };
         cache.store(&key, &entry, &image, self.machine.page_size());
+        entry.debug_object.take()
     }
 
     /// What besides the object shapes a link: an entry made under another is not used.

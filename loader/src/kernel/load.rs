@@ -1,6 +1,8 @@
 //! Loading: the module path, metadata, dependencies and interfaces, placement, linking,
 //! publishing, constructors and `_load`, and undoing all of it when a step fails.
 
+use std::cell::RefCell;
+
 use super::image_cache::FileStamp;
 use super::*;
 
@@ -381,9 +383,23 @@ impl Kernel {
                 return Err(e);
             }
         };
-        let debug_object = |eh_frames: &[&[u8]]| -> Option<crate::DebugObjectBytes> {
+        let make_debug_object = |eh_frames: &[&[u8]]| -> Option<crate::DebugObjectBytes> {
             let debug = dlkm_linker::debug_object(object, &layout, &output, eh_frames, true);
             Some(Box::new(debug.ok()?.bytes))
+        };
+        // An image kept in the cache has its debug object made for the entry already.
+        let kept = file.and_then(|file| {
+            let kept = KeptObject {
+                path: &file.path,
+                stamp: file.stamp?,
+                object,
+            };
+            self.keep_image(&kept, &layout, &output, &make_debug_object)
+        });
+        let kept = RefCell::new(kept);
+        let debug_object = |eh_frames: &[&[u8]]| {
+            let kept = kept.borrow_mut().take();
+            kept.or_else(|| make_debug_object(eh_frames))
         };
         // Debuggers and the unwinder learn of it before any of its code runs.
         self.machine.module_published(&PublishedModule {
@@ -393,19 +409,6 @@ impl Kernel {
             debug_object: &debug_object,
         });
         let lines = lines::ModuleLines::keep(name, object, bytes, &layout, &output);
-        if let Some(ObjectFile {
-            path,
-            stamp: Some(stamp),
-        }) = file
-        {
-            let kept = KeptObject {
-                path,
-                stamp: *stamp,
-                object,
-                line_table: lines.is_some(),
-            };
-            self.keep_image(&kept, &layout, &output, &debug_object);
-        }
         Ok(Placed {
             base,
             image_size: layout.image_size,
@@ -841,7 +844,6 @@ pub(super) struct KeptObject<'a> {
     pub path: &'a Path,
     pub stamp: FileStamp,
     pub object: &'a Object<'a>,
-    pub line_table: bool,
 }
 
 /// A module placed and published, not yet entered in the kernel.
