@@ -12,7 +12,8 @@ set -euo pipefail
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || missing+=(libclang-dev)
+# libclang itself: libclang-cpp, which LLVM packages bring, is not what bindgen loads.
+compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null || missing+=(libclang-dev)
 if [[ ${DLKM_NEED_LLD:-0} == 1 ]]; then
     command -v ld.lld >/dev/null 2>&1 || missing+=(lld)
 fi

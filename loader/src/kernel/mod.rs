@@ -13,9 +13,7 @@ use dlkm_linker::{
 
 use crate::error::{LoadError, MachineError, Stop};
 use crate::machine::native::NativeMachine;
-use crate::machine::{
-    Debugger, Machine, Placement, Protection, PublishedModule, Resolved, StubResolver,
-};
+use crate::machine::{Debugger, Machine, Placement, Protection, PublishedModule, StubResolver};
 use crate::metadata::Metadata;
 use sha2::{Digest, Sha256};
 

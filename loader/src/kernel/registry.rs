@@ -176,8 +176,9 @@ impl Kernel {
         Ok(())
     }
 
-    /// The stub's module, loaded for a call through it (see [`StubResolver`]).
-    pub(super) fn resolve_stub(&self, stub: u32) -> Result<Resolved, LoadError> {
+    /// The stub's module, loaded for a call through it, and the call counted in flight
+    /// under the state lock that unloading takes (see [`StubResolver`]).
+    pub(super) fn resolve_stub(&self, stub: u32) -> Result<u64, LoadError> {
         // Only an armed stub asks: a scan of the registrations is no cost worth a map.
         let owner = self.state().registered.values().find_map(|r| {
             let (symbol, _, _) = r.stubs.iter().find(|(_, number, _)| *number == stub)?;
@@ -185,50 +186,43 @@ impl Kernel {
         });
         let (module, symbol) = owner.ok_or(LoadError::NoSuchStub(stub))?;
         let _serial = self.load_lock.lock();
-        let loaded = {
-            let state = self.state();
-            state
-                .modules
-                .values()
-                .find(|m| m.info.name == module)
-                .map(|m| {
-                    (
-                        m.info.id,
-                        m.info.state,
-                        m.loader,
-                        find_symbol(&m.symbols, &symbol),
-                    )
-                })
-        };
         let undefined = || LoadError::StubUndefined {
             module: module.clone(),
             symbol: symbol.clone(),
         };
         let me = Some(std::thread::current().id());
-        match loaded {
-            Some((_, ModuleState::Loaded, _, Some(_))) => Ok(Resolved::Armed),
-            Some((_, ModuleState::Loading, loader, Some(address))) if loader == me => {
-                Ok(Resolved::Direct(address))
+        let mut state = self.state();
+        let loaded = state
+            .modules
+            .values()
+            .find(|m| m.info.name == module)
+            .map(|m| (m.info.state, m.loader, find_symbol(&m.symbols, &symbol)));
+        let address = match loaded {
+            Some((ModuleState::Loaded, _, Some(address))) => address,
+            Some((ModuleState::Loading, loader, Some(address))) if loader == me => address,
+            Some((ModuleState::Loaded | ModuleState::Loading, _, None)) => return Err(undefined()),
+            Some(_) => {
+                return Err(LoadError::Busy {
+                    module: module.clone(),
+                    reason: "it is being unloaded".into(),
+                })
             }
-            Some((_, ModuleState::Loaded | ModuleState::Loading, _, None)) => Err(undefined()),
-            Some(_) => Err(LoadError::Busy {
-                module: module.clone(),
-                reason: "it is being unloaded".into(),
-            }),
             None => {
+                drop(state);
                 let id = self.load_name_in_chain(&module, &mut Vec::new())?;
-                let mut state = self.state();
+                state = self.state();
                 let module = state.modules.get_mut(&id).ok_or_else(undefined)?;
                 self.mark_auto_loaded(module);
-                find_symbol(&module.symbols, &symbol).ok_or_else(undefined)?;
-                Ok(Resolved::Armed)
+                find_symbol(&module.symbols, &symbol).ok_or_else(undefined)?
             }
-        }
+        };
+        self.machine.enter_stub(stub);
+        Ok(address)
     }
 }
 
 impl StubResolver for Kernel {
-    fn resolve(&self, stub: u32) -> Result<Resolved, String> {
+    fn resolve(&self, stub: u32) -> Result<u64, String> {
         self.resolve_stub(stub).map_err(|e| {
             // The call fails with -1 and ENOSYS; say why where someone will see it.
             let message = format!("a call through stub {stub} failed: {e}");

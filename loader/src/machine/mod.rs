@@ -12,22 +12,17 @@ use dlkm_linker::{ArchKind, Area, ExternalSymbol};
 
 use crate::error::MachineError;
 
-/// What the kernel answers a call that reached an armed stub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolved {
-    /// The module is loaded and the stub has its target now: go through the stub again.
-    Armed,
-    /// The module's own load is running on this thread (its `_load` called through the
-    /// stub): call this address directly, the stub stays armed until the load succeeds.
-    Direct(u64),
-}
-
 /// The kernel side of auto-loading stubs: a call through an armed stub asks it to load the
 /// module behind the stub. Called on the calling thread, with nothing of the machine locked.
 pub trait StubResolver: Send + Sync {
-    /// Loads what stub `stub` stands for; an error makes the call fail (it returns -1 with
-    /// errno ENOSYS) and is recorded as the module's failure.
-    fn resolve(&self, stub: u32) -> Result<Resolved, String>;
+    /// Loads what stub `stub` stands for and gives the address the call goes to, with the
+    /// call already counted in flight through the stub ([`Machine::enter_stub`]): the module
+    /// cannot be unloaded between the answer and the call, however often others unload it.
+    /// While the module's own `_load` runs on this thread (calling through the stub), the
+    /// address is its function and the stub stays armed until the load succeeds. An error
+    /// makes the call fail (it returns -1 with errno ENOSYS) and is recorded as the module's
+    /// failure.
+    fn resolve(&self, stub: u32) -> Result<u64, String>;
 }
 
 /// How a stub is used right now.
@@ -175,6 +170,10 @@ pub trait Machine: Send + Sync {
     fn stub_use(&self, _stub: u32) -> StubUse {
         StubUse::default()
     }
+
+    /// Counts a call through stub `stub` in flight for a caller the kernel has just resolved
+    /// it for (see [`StubResolver::resolve`]); the call's return uncounts it.
+    fn enter_stub(&self, _stub: u32) {}
 
     /// Who loads modules for armed stubs.
     fn set_stub_resolver(&self, _resolver: Weak<dyn StubResolver>) {}

@@ -86,9 +86,7 @@ pub(super) enum Ran {
 /// Where a call waiting at an armed stub goes on.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum StubJump {
-    /// Into the stub's target, set now.
-    Target,
-    /// Into this address (the module's own `_load` is running).
+    /// Into this address, the module's function.
     To(u64),
     /// Back to its caller with -1 and errno ENOSYS.
     Fail,
@@ -414,7 +412,6 @@ impl Engine {
         let stub = ((pc - KERNEL_STUBS.0) / SLOT) as usize;
         let data = self.uc.get_data_mut();
         let to = match jump {
-            StubJump::Target => data.stub_targets.get(stub).copied().flatten(),
             StubJump::To(address) => Some(address),
             StubJump::Fail => None,
         };

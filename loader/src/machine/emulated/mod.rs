@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 
 use dlkm_linker::{ArchKind, ExternalSymbol};
 
-use super::{Debugger, Machine, Placement, Protection, Resolved, StubResolver, StubUse};
+use super::{Debugger, Machine, Placement, Protection, StubResolver, StubUse};
 use crate::error::MachineError;
 pub use engine::DEFAULT_BUDGET;
 use engine::{Engine, Ran, StubJump, PAGE};
@@ -122,8 +122,7 @@ impl EmulatedMachine {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         match resolver.and_then(|r| r.upgrade()).map(|r| r.resolve(stub)) {
-            Some(Ok(Resolved::Armed)) => StubJump::Target,
-            Some(Ok(Resolved::Direct(address))) => StubJump::To(address),
+            Some(Ok(address)) => StubJump::To(address),
             Some(Err(_)) | None => StubJump::Fail,
         }
     }

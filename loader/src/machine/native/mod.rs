@@ -543,6 +543,11 @@ impl Machine for NativeMachine {
         table.set_target(stub, target);
     }
 
+    fn enter_stub(&self, stub: u32) {
+        let table = self.stubs.lock().unwrap_or_else(|e| e.into_inner());
+        table.enter(stub);
+    }
+
     fn stub_use(&self, stub: u32) -> StubUse {
         let table = self.stubs.lock().unwrap_or_else(|e| e.into_inner());
         table.stub_use(stub)

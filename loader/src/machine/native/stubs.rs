@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::super::{Resolved, StubResolver, StubUse};
+use super::super::{StubResolver, StubUse};
 use crate::error::MachineError;
 
 #[cfg(target_arch = "aarch64")]
@@ -34,10 +34,6 @@ use x86_64 as arch;
 
 /// Bytes of one stub entry.
 const ENTRY_SIZE: usize = 32;
-/// How often one call resolves before giving up: a module unloaded again between the load
-/// and the call each time.
-const MAX_RESOLVES: usize = 8;
-
 type ResolverCell = Mutex<Option<Weak<dyn StubResolver>>>;
 
 /// What one stub's entry points at.
@@ -53,30 +49,26 @@ struct Slot {
 impl Slot {
     /// Where the call goes, counted in flight; `None` when the module cannot be loaded.
     fn enter(&self) -> Option<u64> {
-        for _ in 0..MAX_RESOLVES {
-            // Counted before the target is read; an unloading kernel arms the stub before it
-            // reads the count, so one of the two sees the other.
-            self.in_flight.fetch_add(1, SeqCst);
-            let target = self.target.load(SeqCst);
-            if target != 0 {
-                self.calls.fetch_add(1, Relaxed);
-                return Some(target);
-            }
-            self.in_flight.fetch_sub(1, SeqCst);
-            match self.resolve() {
-                Ok(Resolved::Armed) => continue,
-                Ok(Resolved::Direct(address)) => {
-                    self.in_flight.fetch_add(1, SeqCst);
-                    self.calls.fetch_add(1, Relaxed);
-                    return Some(address);
-                }
-                Err(_) => return None,
-            }
+        // Counted before the target is read; an unloading kernel arms the stub before it
+        // reads the count, so one of the two sees the other.
+        self.in_flight.fetch_add(1, SeqCst);
+        let target = self.target.load(SeqCst);
+        if target != 0 {
+            self.calls.fetch_add(1, Relaxed);
+            return Some(target);
         }
-        None
+        self.in_flight.fetch_sub(1, SeqCst);
+        // The kernel counts the call (`StubTable::enter`) when it answers.
+        self.resolve().ok()
     }
 
-    fn resolve(&self) -> Result<Resolved, String> {
+    /// A call the kernel resolved: counted where the module cannot be unloaded meanwhile.
+    fn count(&self) {
+        self.in_flight.fetch_add(1, SeqCst);
+        self.calls.fetch_add(1, Relaxed);
+    }
+
+    fn resolve(&self) -> Result<u64, String> {
         let resolver = self
             .resolver
             .lock()
@@ -214,6 +206,12 @@ impl StubTable {
     pub fn set_target(&self, stub: u32, target: Option<u64>) {
         if let Some(slot) = self.slots.get(stub as usize) {
             slot.target.store(target.unwrap_or(0), SeqCst);
+        }
+    }
+
+    pub fn enter(&self, stub: u32) {
+        if let Some(slot) = self.slots.get(stub as usize) {
+            slot.count();
         }
     }
 
