@@ -65,6 +65,15 @@ impl LinkedSymbols {
         }
     }
 
+    /// The symbols visible to the kernel, in table order: a kernel walks these on every load
+    /// and unload, and most of a large module's symbols are not.
+    pub fn exported(&self) -> impl Iterator<Item = LinkedSymbol<'_>> {
+        self.rows
+            .iter()
+            .filter(|row| row.exported)
+            .map(|row| self.view(row))
+    }
+
     /// The first symbol called `name` (a module may define a local more than once).
     pub fn find(&self, name: &str) -> Option<LinkedSymbol<'_>> {
         let names = &*self.names;
@@ -381,6 +390,8 @@ mod tests {
         assert_eq!(table.find("missing"), None);
         let found = table.addresses_of(["alpha", "missing", "zeta"]);
         assert_eq!(found, [Some(0x20), None, Some(0x20)]);
+        let exported: Vec<&str> = table.exported().map(|s| s.name).collect();
+        assert_eq!(exported, ["export"]);
         table.sort_by_address();
         let order: Vec<&str> = table.iter().map(|s| s.name).collect();
         assert_eq!(order, ["export", "alpha", "zeta"]);

@@ -1,6 +1,7 @@
 //! In-process cost of loading real modules: the linker's phases alone (parse, layout, link into
 //! a buffer), the whole load (read, placement, link, publish, constructors) with and without
-//! its unload, a kernel's first load (nothing reused from an earlier one), and the floor a
+//! its unload, a kernel's first load (nothing reused from an earlier one), the same two from
+//! a filled image cache (`KernelOptions::image_cache`), and the floor a
 //! loader of sqlite.o cannot go under: mapping fresh memory for its allocated sections,
 //! copying them in, protecting and unmapping it (`floor/sqlite.o`).
 //!
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dlkm_linker::{layout, link, LayoutOptions, Object};
-use dlkm_loader::Kernel;
+use dlkm_loader::{Kernel, KernelOptions};
 
 fn corpus(variant: &str, file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -96,6 +97,35 @@ fn first_load(c: &mut Criterion) {
     group.finish();
 }
 
+/// Loads whose image is mapped from a filled image cache: into one kernel, and each into a
+/// new kernel (what a process that starts and loads SQLite pays).
+fn cached_load(c: &mut Criterion) {
+    let mut group = c.benchmark_group("image cache");
+    let path = corpus("gcc-pie", "sqlite.o");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-image-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let kernel = || {
+        Kernel::native_with(KernelOptions {
+            image_cache: Some(cache.clone()),
+            ..KernelOptions::default()
+        })
+        .expect("kernel")
+    };
+    time_loads(1, &path, kernel); // fills the cache
+    let warm = kernel();
+    let id = warm.load_path(&path).expect("load");
+    let cached = warm.module_info(id).is_some_and(|m| m.from_image_cache);
+    assert!(cached, "the image cache was not used");
+    warm.unload(id).expect("unload");
+    group.bench_function("load/sqlite.o/gcc-pie", |b| {
+        b.iter_custom(|iterations| time_loads(iterations, &path, || &warm))
+    });
+    group.bench_function("first load/sqlite.o/gcc-pie", |b| {
+        b.iter_custom(|iterations| time_loads(iterations, &path, kernel))
+    });
+    group.finish();
+}
+
 /// The time `iterations` loads of `path` take, each into the kernel `kernel` gives (then
 /// unloaded, and the kernel dropped if owned, outside the timing).
 fn time_loads<K: Borrow<Kernel>>(
@@ -149,6 +179,7 @@ criterion_group!(
     load_unload,
     load_only,
     first_load,
+    cached_load,
     floor
 );
 criterion_main!(benches);

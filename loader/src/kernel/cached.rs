@@ -59,7 +59,7 @@ impl Kernel {
         chain: &mut Vec<String>,
     ) -> Result<Option<ModuleId>, LoadError> {
         let state = self.prepare(metadata, chain)?;
-        let exports = found.entry.symbols.iter().filter(|s| s.exported);
+        let exports = found.entry.symbols.exported();
         self.check_exports(&state, &metadata.name, exports.map(|s| s.name))?;
         let Some(placed) = self.place_found(&state, &metadata.name, path, stamp, found)? else {
             return Ok(None);

@@ -529,7 +529,8 @@ impl Kernel {
                     symbol: export.to_string(),
                 });
             }
-            let own_stub = |s: &&KernelSymbol| matches!(&s.owner, Owner::Stub(_, m) if m == name);
+            let own_stub =
+                |s: &&KernelSymbol| matches!(&s.owner, Owner::Stub(_, m) if **m == *name);
             if let Some(existing) = existing.filter(|s| !own_stub(s)) {
                 return Err(LoadError::DuplicateExport {
                     module: name.to_string(),
@@ -617,7 +618,7 @@ impl Kernel {
                 imports.modules.insert(*id);
             }
             Owner::Stub(_, module) => {
-                imports.stubs.insert(module.clone());
+                imports.stubs.insert(module.to_string());
             }
             Owner::Kernel | Owner::Host => {}
         }
@@ -764,10 +765,9 @@ impl Kernel {
     pub(super) fn add_module(&self, state: &mut State, mut module: Module) {
         let id = module.info.id;
         // Grown once for all of them, not doubling as they go in.
-        state
-            .exports
-            .reserve(module.symbols.iter().filter(|s| s.exported).count());
-        for symbol in module.symbols.iter().filter(|s| s.exported) {
+        state.exports.reserve(module.symbols.exported().count());
+        let owner: Arc<str> = module.info.name.as_str().into();
+        for symbol in module.symbols.exported() {
             state.exports.insert(
                 symbol.name.to_owned(),
                 KernelSymbol {
@@ -779,7 +779,7 @@ impl Kernel {
                         dlkm_linker::SymbolType::Object => ExternalKind::Data,
                         _ => ExternalKind::Unknown,
                     },
-                    owner: Owner::Module(id, module.info.name.clone()),
+                    owner: Owner::Module(id, Arc::clone(&owner)),
                 },
             );
         }
@@ -806,7 +806,7 @@ impl Kernel {
 
     pub(super) fn remove_module(&self, state: &mut State, id: ModuleId) -> Option<Module> {
         let module = state.modules.remove(&id)?;
-        for symbol in module.symbols.iter().filter(|s| s.exported) {
+        for symbol in module.symbols.exported() {
             state.exports.remove(symbol.name);
         }
         // A registered module goes back to its stubs, armed.

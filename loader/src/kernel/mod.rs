@@ -46,12 +46,12 @@ impl std::fmt::Display for ModuleId {
 pub enum Owner {
     /// Exported by the embedding program.
     Kernel,
-    /// Exported by a loaded module.
-    Module(ModuleId, String),
+    /// Exported by a loaded module (its name shared by all its exports).
+    Module(ModuleId, Arc<str>),
     /// Found among the host's dynamic symbols (libc and friends).
     Host,
     /// An auto-loading stub of a registered module that is not loaded.
-    Stub(ModuleId, String),
+    Stub(ModuleId, Arc<str>),
 }
 
 impl std::fmt::Display for Owner {
@@ -250,7 +250,7 @@ impl Registration {
             address: *address,
             size: 0,
             kind: ExternalKind::Function,
-            owner: Owner::Stub(self.id, self.metadata.name.clone()),
+            owner: Owner::Stub(self.id, self.metadata.name.as_str().into()),
         })
     }
 }
@@ -522,7 +522,7 @@ impl Kernel {
                     .get(id)
                     .is_some_and(|m| m.info.state == ModuleState::Loaded);
                 if !settled {
-                    return state.registered.get(module)?.stub_symbol(name);
+                    return state.registered.get(&**module)?.stub_symbol(name);
                 }
             }
             return Some(symbol.clone());
