@@ -35,7 +35,7 @@ pub use link::{
     link, link_into, relocate_into, resolve, Bindings, ExternalKind, ExternalSymbol, Import,
     LinkOutput, Resolver,
 };
-pub use linked_symbols::{BadSymbolTable, LinkedSymbol, LinkedSymbols};
+pub use linked_symbols::{BadSymbolTable, LinkedSymbol, LinkedSymbols, SharedBytes};
 pub use rebind::{rebind, rebindable, ImportSite, SiteForm};
 pub use relocations::{Iter as RelocIter, Reloc, Relocations};
 

@@ -1,10 +1,24 @@
 //! A linked module's symbols as one table. A large object defines thousands of symbols; as a
 //! table they cost a few allocations and no reference counts to make, clone and free: every
 //! name lives in one buffer and every section name once, and a symbol is a 32-byte row.
+//!
+//! A table can also keep its rows where they were encoded ([`LinkedSymbols::decode_shared`]):
+//! a loader that maps a module's symbols from a file (its image cache) keeps the mapping and
+//! decodes each row as it is read, so that a load copies none of them and processes loading
+//! the same module share those pages. Its names are copied: read where they lie, each would
+//! be checked for UTF-8 every time it is read, which costs more than the copy.
 
+use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::input::{Symbol, SymbolType};
+
+/// Bytes a table reads its rows from and keeps for as long as it lives, shared with whoever
+/// else holds them (a mapped file, say). They must not change while they are held: a table
+/// checks them once, when it is decoded, and afterwards reads a row that has changed as
+/// absent or as a nameless symbol at 0, never panicking.
+pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// A symbol of the linked module, at its final address; borrowed from [`LinkedSymbols`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +34,28 @@ pub struct LinkedSymbol<'a> {
 }
 
 /// The symbols a linked module defines.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LinkedSymbols {
+    /// All the names, one after another; rows give their ranges.
     names: Arc<str>,
     sections: Arc<[Box<str>]>,
-    rows: Vec<Row>,
+    rows: Rows,
+    /// The rows that are exported, by index: a kernel walks these on every load and unload,
+    /// and most of a large module's rows are not.
+    exports: Arc<[u32]>,
+}
+
+#[derive(Clone)]
+enum Rows {
+    Owned(Vec<Row>),
+    /// Encoded rows ([`ROW_BYTES`] each) in shared bytes, checked when the table was decoded.
+    Shared(SharedBytes, Range<usize>),
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        Rows::Owned(Vec::new())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,13 +71,108 @@ struct Row {
 
 const _: () = assert!(std::mem::size_of::<Row>() == ROW_BYTES);
 
+impl Row {
+    /// What a row reads as when shared bytes no longer hold it.
+    const VANISHED: Row = Row {
+        name_start: 0,
+        name_len: 0,
+        address: 0,
+        size: 0,
+        section: u32::MAX,
+        ty: SymbolType::NoType,
+        exported: false,
+    };
+
+    fn name_range(&self) -> Range<usize> {
+        let start = self.name_start as usize;
+        start..start + self.name_len as usize
+    }
+}
+
+/// The indexes of the exported rows among `rows`.
+fn export_indexes(rows: impl Iterator<Item = Row>) -> Arc<[u32]> {
+    // Rows come from ELF symbol tables, whose indexes are 32-bit.
+    (0u32..)
+        .zip(rows)
+        .filter(|(_, row)| row.exported)
+        .map(|(index, _)| index)
+        .collect()
+}
+
+fn shared_slice<'a>(bytes: &'a SharedBytes, range: &Range<usize>) -> &'a [u8] {
+    (**bytes).as_ref().get(range.clone()).unwrap_or_default()
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Owned(rows) => rows.len(),
+            Rows::Shared(_, range) => range.len() / ROW_BYTES,
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<Row> {
+        match self {
+            Rows::Owned(rows) => rows.get(index).copied(),
+            Rows::Shared(bytes, range) => {
+                let start = index.checked_mul(ROW_BYTES)?;
+                row_in(shared_slice(bytes, range).get(start..start.checked_add(ROW_BYTES)?)?)
+            }
+        }
+    }
+
+    fn iter(&self) -> RowIter<'_> {
+        match self {
+            Rows::Owned(rows) => RowIter::Owned(rows.iter()),
+            Rows::Shared(bytes, range) => {
+                RowIter::Shared(shared_slice(bytes, range).chunks_exact(ROW_BYTES))
+            }
+        }
+    }
+}
+
+/// The rows of a table in order, decoded as they are walked where they are shared.
+#[derive(Debug, Clone)]
+enum RowIter<'a> {
+    Owned(std::slice::Iter<'a, Row>),
+    Shared(std::slice::ChunksExact<'a, u8>),
+}
+
+impl Iterator for RowIter<'_> {
+    type Item = Row;
+
+    fn next(&mut self) -> Option<Row> {
+        match self {
+            RowIter::Owned(rows) => rows.next().copied(),
+            // A row that no longer decodes (its bytes changed) ends the walk.
+            RowIter::Shared(chunks) => row_in(chunks.next()?),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            RowIter::Owned(rows) => rows.size_hint(),
+            RowIter::Shared(chunks) => (0, Some(chunks.len())),
+        }
+    }
+}
+
+impl DoubleEndedIterator for RowIter<'_> {
+    fn next_back(&mut self) -> Option<Row> {
+        match self {
+            RowIter::Owned(rows) => rows.next_back().copied(),
+            RowIter::Shared(chunks) => row_in(chunks.next_back()?),
+        }
+    }
+}
+
 impl LinkedSymbols {
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len() == 0
     }
 
     /// The bytes of all the names together.
@@ -55,7 +181,7 @@ impl LinkedSymbols {
     }
 
     pub fn get(&self, index: usize) -> Option<LinkedSymbol<'_>> {
-        self.rows.get(index).map(|row| self.view(row))
+        self.rows.get(index).map(|row| self.view(&row))
     }
 
     pub fn iter(&self) -> Iter<'_> {
@@ -65,29 +191,34 @@ impl LinkedSymbols {
         }
     }
 
-    /// The symbols visible to the kernel, in table order: a kernel walks these on every load
-    /// and unload, and most of a large module's symbols are not.
-    pub fn exported(&self) -> impl Iterator<Item = LinkedSymbol<'_>> {
-        self.rows
-            .iter()
-            .filter(|row| row.exported)
-            .map(|row| self.view(row))
+    /// The symbols visible to the kernel, in table order.
+    pub fn exported(&self) -> impl ExactSizeIterator<Item = LinkedSymbol<'_>> {
+        self.exports.iter().map(|&index| {
+            // An index the table made; absent only where shared bytes have changed.
+            let row = self.rows.get(index as usize).unwrap_or(Row::VANISHED);
+            self.view(&row)
+        })
     }
 
     /// The first symbol called `name` (a module may define a local more than once).
     pub fn find(&self, name: &str) -> Option<LinkedSymbol<'_>> {
-        let names = &*self.names;
-        let row = self.rows.iter().find(|row| row_name(names, row) == name)?;
-        Some(self.view(row))
+        let names = self.names.as_bytes();
+        let wanted = Some(name.as_bytes());
+        let row = self
+            .rows
+            .iter()
+            .find(|row| names.get(row.name_range()) == wanted)?;
+        Some(self.view(&row))
     }
 
     /// The addresses of the first symbols called each of `names`, in one pass.
     pub fn addresses_of<const N: usize>(&self, names: [&str; N]) -> [Option<u64>; N] {
         let mut found = [None; N];
-        for row in &self.rows {
-            let name = row_name(&self.names, row);
+        let all = self.names.as_bytes();
+        for row in self.rows.iter() {
+            let name = all.get(row.name_range());
             for (wanted, slot) in names.iter().zip(&mut found) {
-                if slot.is_none() && *wanted == name {
+                if slot.is_none() && Some(wanted.as_bytes()) == name {
                     *slot = Some(row.address);
                 }
             }
@@ -103,28 +234,40 @@ impl LinkedSymbols {
     pub(crate) fn iter_with_sections(&self) -> impl Iterator<Item = (LinkedSymbol<'_>, usize)> {
         self.rows
             .iter()
-            .map(|row| (self.view(row), row.section as usize))
+            .map(|row| (self.view(&row), row.section as usize))
     }
 
-    /// Ordered by address, then name.
+    /// Ordered by address, then name. A table whose rows are shared gets rows of its own.
     pub fn sort_by_address(&mut self) {
-        let names = &*self.names;
-        self.rows.sort_by(|a, b| {
+        let mut rows: Vec<Row> = self.rows.iter().collect();
+        let names = self.names.as_bytes();
+        rows.sort_by(|a, b| {
             a.address
                 .cmp(&b.address)
-                .then_with(|| row_name(names, a).cmp(row_name(names, b)))
+                .then_with(|| names.get(a.name_range()).cmp(&names.get(b.name_range())))
         });
+        self.exports = export_indexes(rows.iter().copied());
+        self.rows = Rows::Owned(rows);
     }
 
     fn view(&self, row: &Row) -> LinkedSymbol<'_> {
         LinkedSymbol {
-            name: row_name(&self.names, row),
+            name: self.names.get(row.name_range()).unwrap_or_default(),
             address: row.address,
             size: row.size,
             ty: row.ty,
             exported: row.exported,
-            section: &self.sections[row.section as usize],
+            section: self
+                .sections
+                .get(row.section as usize)
+                .map_or("", |section| section),
         }
+    }
+}
+
+impl fmt::Debug for LinkedSymbols {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -144,10 +287,12 @@ impl LinkedSymbols {
             out.extend_from_slice(&count(section.len()));
             out.extend_from_slice(section.as_bytes());
         }
-        out.extend_from_slice(&count(self.names.len()));
-        out.extend_from_slice(self.names.as_bytes());
-        out.extend_from_slice(&count(self.rows.len()));
-        for row in &self.rows {
+        let names = self.names.as_bytes();
+        out.extend_from_slice(&count(names.len()));
+        out.extend_from_slice(names);
+        let rows = self.rows.iter();
+        out.extend_from_slice(&count(rows.clone().count()));
+        for row in rows {
             let (ty, other) = encode_type(row.ty);
             out.extend_from_slice(&row.name_start.to_le_bytes());
             out.extend_from_slice(&row.name_len.to_le_bytes());
@@ -158,54 +303,122 @@ impl LinkedSymbols {
         }
     }
 
-    /// A table [`LinkedSymbols::encode`] wrote at the start of `bytes`, and the bytes after
-    /// it. Every row is checked: a name inside the names and on character boundaries, a
-    /// section that exists.
+    /// A table [`LinkedSymbols::encode`] wrote at the start of `bytes`, copied out of them,
+    /// and the bytes after it. Every row is checked: a name inside the names and on character
+    /// boundaries, a section that exists.
     pub fn decode(bytes: &[u8]) -> Result<(LinkedSymbols, &[u8]), BadSymbolTable> {
-        let mut input = Input(bytes);
-        let section_count = input.count(9)?;
-        let mut sections = Vec::with_capacity(section_count);
-        for _ in 0..section_count {
-            let len = input.count(1)?;
-            sections.push(input.text(len)?.into());
-        }
-        let names_len = input.count(1)?;
-        let names: Arc<str> = input.text(names_len)?.into();
-        let row_count = input.count(ROW_BYTES)?;
-        let mut rows = Vec::with_capacity(row_count);
-        for _ in 0..row_count {
-            let row = input.take(ROW_BYTES)?;
-            let word = |at: usize| u32::from_le_bytes(row[at..at + 4].try_into().unwrap());
-            let long = |at: usize| u64::from_le_bytes(row[at..at + 8].try_into().unwrap());
-            let row = Row {
-                name_start: word(0),
-                name_len: word(4),
-                address: long(8),
-                size: long(16),
-                section: word(24),
-                ty: decode_type(row[28], row[29]).ok_or(BadSymbolTable("a symbol type"))?,
-                exported: match row[30] {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(BadSymbolTable("a symbol's export flag")),
-                },
-            };
-            let start = row.name_start as usize;
-            if names.get(start..start + row.name_len as usize).is_none() {
-                return Err(BadSymbolTable("a symbol name outside the names"));
-            }
-            if row.section as usize >= sections.len() {
-                return Err(BadSymbolTable("a symbol in a section that is not there"));
-            }
-            rows.push(row);
-        }
+        let mut rows = Vec::new();
+        let parts = read_table(bytes, |row| rows.push(row))?;
         let table = LinkedSymbols {
-            names,
-            sections: sections.into(),
-            rows,
+            names: parts.names.into(),
+            sections: parts.sections.into(),
+            exports: parts.exports,
+            rows: Rows::Owned(rows),
         };
-        Ok((table, input.0))
+        Ok((table, &bytes[parts.end..]))
     }
+
+    /// A table [`LinkedSymbols::encode`] wrote at the start of `range` of `bytes`, checked as
+    /// [`LinkedSymbols::decode`] checks it, whose rows are read where they lie: the table
+    /// keeps `bytes` and copies only the names. Also where in `bytes` the table ends.
+    pub fn decode_shared(
+        bytes: SharedBytes,
+        range: Range<usize>,
+    ) -> Result<(LinkedSymbols, usize), BadSymbolTable> {
+        let within = (*bytes)
+            .as_ref()
+            .get(range.clone())
+            .ok_or(BadSymbolTable("it ends early"))?;
+        let TableParts {
+            sections,
+            names,
+            rows_at,
+            exports,
+            end,
+        } = read_table(within, |_| {})?;
+        let at = |r: Range<usize>| range.start + r.start..range.start + r.end;
+        let table = LinkedSymbols {
+            names: names.into(),
+            sections: sections.into(),
+            rows: Rows::Shared(bytes, at(rows_at)),
+            exports,
+        };
+        Ok((table, range.start + end))
+    }
+}
+
+/// An encoded table's parts, checked: every row decodes, names a range of the names on
+/// character boundaries and a section that is there.
+struct TableParts<'a> {
+    sections: Vec<Box<str>>,
+    names: &'a str,
+    rows_at: Range<usize>,
+    exports: Arc<[u32]>,
+    end: usize,
+}
+
+/// Reads and checks the table at the start of `bytes`, handing each row to `row`.
+fn read_table(bytes: &[u8], mut row: impl FnMut(Row)) -> Result<TableParts<'_>, BadSymbolTable> {
+    let mut input = Input(bytes);
+    let at = |input: &Input| bytes.len() - input.0.len();
+    let section_count = input.count(9)?;
+    let mut sections = Vec::with_capacity(section_count);
+    for _ in 0..section_count {
+        let len = input.count(1)?;
+        sections.push(input.text(len)?.into());
+    }
+    let names_len = input.count(1)?;
+    let names = input.text(names_len)?;
+    let row_count = input.count(ROW_BYTES)?;
+    let rows_start = at(&input);
+    let mut exports = Vec::new();
+    for index in 0..row_count {
+        let decoded =
+            row_in(input.take(ROW_BYTES)?).ok_or(BadSymbolTable("a symbol type or export flag"))?;
+        if names.get(decoded.name_range()).is_none() {
+            return Err(BadSymbolTable("a symbol name outside the names"));
+        }
+        if decoded.section as usize >= sections.len() {
+            return Err(BadSymbolTable("a symbol in a section that is not there"));
+        }
+        if decoded.exported {
+            // Fits: a count of rows that each take bytes of a u32-sized table.
+            exports.push(u32::try_from(index).map_err(|_| BadSymbolTable("too many rows"))?);
+        }
+        row(decoded);
+    }
+    Ok(TableParts {
+        sections,
+        names,
+        rows_at: rows_start..at(&input),
+        exports: exports.into(),
+        end: at(&input),
+    })
+}
+
+/// A row as encoded; `None` for a type or export flag that no row has. Walks of a shared
+/// table decode every row they pass, so this is kept to loads from a fixed-size array.
+fn decode_row(row: &[u8; ROW_BYTES]) -> Option<Row> {
+    let word = |at: usize| u32::from_le_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]]);
+    let long = |at: usize| u64::from(word(at)) | u64::from(word(at + 4)) << 32;
+    Some(Row {
+        name_start: word(0),
+        name_len: word(4),
+        address: long(8),
+        size: long(16),
+        section: word(24),
+        ty: decode_type(row[28], row[29])?,
+        exported: match row[30] {
+            0 => false,
+            1 => true,
+            _ => return None,
+        },
+    })
+}
+
+/// The row in `bytes`, which are [`ROW_BYTES`] long.
+fn row_in(bytes: &[u8]) -> Option<Row> {
+    decode_row(bytes.try_into().ok()?)
 }
 
 const ROW_BYTES: usize = 32;
@@ -253,7 +466,7 @@ impl<'a> Input<'a> {
     /// A count of items of at least `item_bytes` bytes each, which must all fit in what is
     /// left: a corrupt count cannot make a huge allocation.
     fn count(&mut self, item_bytes: usize) -> Result<usize, BadSymbolTable> {
-        let raw = u64::from_le_bytes(self.take(8)?.try_into().unwrap());
+        let raw = u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default());
         usize::try_from(raw)
             .ok()
             .filter(|&n| n.checked_mul(item_bytes).is_some_and(|b| b <= self.0.len()))
@@ -278,14 +491,14 @@ impl<'a> IntoIterator for &'a LinkedSymbols {
 #[derive(Debug, Clone)]
 pub struct Iter<'a> {
     table: &'a LinkedSymbols,
-    rows: std::slice::Iter<'a, Row>,
+    rows: RowIter<'a>,
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = LinkedSymbol<'a>;
 
     fn next(&mut self) -> Option<LinkedSymbol<'a>> {
-        self.rows.next().map(|row| self.table.view(row))
+        self.rows.next().map(|row| self.table.view(&row))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -295,15 +508,8 @@ impl<'a> Iterator for Iter<'a> {
 
 impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.rows.next_back().map(|row| self.table.view(row))
+        self.rows.next_back().map(|row| self.table.view(&row))
     }
-}
-
-impl ExactSizeIterator for Iter<'_> {}
-
-fn row_name<'a>(names: &'a str, row: &Row) -> &'a str {
-    let start = row.name_start as usize;
-    &names[start..start + row.name_len as usize]
 }
 
 /// Builds a [`LinkedSymbols`]: sections first, then symbols in order.
@@ -354,7 +560,8 @@ impl LinkedSymbolsBuilder {
         LinkedSymbols {
             names: self.names.into(),
             sections: self.sections.into(),
-            rows: self.rows,
+            exports: export_indexes(self.rows.iter().copied()),
+            rows: Rows::Owned(self.rows),
         }
     }
 }
@@ -423,5 +630,109 @@ mod tests {
         let mut bad_section = bytes.clone();
         bad_section[rows_start + 24] = 2;
         assert!(LinkedSymbols::decode(&bad_section).is_err());
+    }
+
+    /// Two tables' bytes; reads as the first until `flip`, then as the second: bytes that
+    /// change under a table that shares them.
+    struct Changing {
+        before: Vec<u8>,
+        after: Vec<u8>,
+        flipped: std::sync::atomic::AtomicBool,
+    }
+
+    impl AsRef<[u8]> for Changing {
+        fn as_ref(&self) -> &[u8] {
+            if self.flipped.load(std::sync::atomic::Ordering::Relaxed) {
+                &self.after
+            } else {
+                &self.before
+            }
+        }
+    }
+
+    fn sample_table() -> LinkedSymbols {
+        let sections = vec![".text".into(), ".data".into()];
+        let mut builder = LinkedSymbolsBuilder::new(sections, 3, 0);
+        builder.push(&symbol("zeta", false), 0x30, 0).unwrap();
+        builder.push(&symbol("export", true), 0x10, 1).unwrap();
+        builder.push(&symbol("alpha", true), 0x20, 0).unwrap();
+        builder.finish()
+    }
+
+    #[test]
+    fn a_shared_table_reads_as_the_table_it_was_encoded_from() {
+        let table = sample_table();
+        let mut bytes = b"head".to_vec();
+        table.encode(&mut bytes);
+        let table_end = bytes.len();
+        bytes.extend_from_slice(b"rest");
+        let len = bytes.len();
+        let shared: SharedBytes = Arc::new(bytes.clone());
+        let (mut decoded, end) = LinkedSymbols::decode_shared(shared.clone(), 4..len).unwrap();
+        assert_eq!(end, table_end);
+        assert!(decoded.iter().eq(table.iter()));
+        assert!(decoded.iter().rev().eq(table.iter().rev()));
+        assert!(decoded.exported().eq(table.exported()));
+        assert_eq!(decoded.len(), 3);
+        assert_eq!(decoded.get(1), table.get(1));
+        assert_eq!(decoded.get(3), None);
+        assert_eq!(decoded.find("alpha"), table.find("alpha"));
+        assert_eq!(decoded.find("missing"), None);
+        let wanted = ["alpha", "zeta", "missing"];
+        assert_eq!(decoded.addresses_of(wanted), table.addresses_of(wanted));
+        let mut again = Vec::new();
+        decoded.encode(&mut again);
+        assert_eq!(again, bytes[4..table_end]);
+        decoded.sort_by_address();
+        let order: Vec<&str> = decoded.iter().map(|s| s.name).collect();
+        assert_eq!(order, ["export", "alpha", "zeta"]);
+        // The range bounds the table: cut short, it is refused.
+        for cut in 4..table_end {
+            assert!(LinkedSymbols::decode_shared(shared.clone(), 4..cut).is_err());
+        }
+        assert!(LinkedSymbols::decode_shared(shared, len..len + 1).is_err());
+    }
+
+    #[test]
+    fn shared_bytes_that_change_after_decoding_never_panic() {
+        let mut before = Vec::new();
+        sample_table().encode(&mut before);
+        // Every byte of the table in turn set to each of a few values.
+        for at in 0..before.len() {
+            for value in [0, 1, 0x7f, 0xff] {
+                let mut after = before.clone();
+                after[at] = value;
+                let changing = Arc::new(Changing {
+                    before: before.clone(),
+                    after,
+                    flipped: false.into(),
+                });
+                let shared: SharedBytes = changing.clone();
+                let (mut table, _) = LinkedSymbols::decode_shared(shared, 0..before.len()).unwrap();
+                changing
+                    .flipped
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = table.iter().count() + table.iter().rev().count();
+                let _ = table.exported().count();
+                let _ = (table.get(0), table.get(2), table.find("alpha"));
+                let _ = table.addresses_of(["zeta", "export"]);
+                table.encode(&mut Vec::new());
+                table.sort_by_address();
+                let _ = format!("{table:?}");
+            }
+        }
+        // Bytes that shrink to nothing.
+        let changing = Arc::new(Changing {
+            before: before.clone(),
+            after: Vec::new(),
+            flipped: false.into(),
+        });
+        let shared: SharedBytes = changing.clone();
+        let (table, _) = LinkedSymbols::decode_shared(shared, 0..before.len()).unwrap();
+        changing
+            .flipped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(table.iter().count(), 0);
+        assert_eq!(table.find("alpha"), None);
     }
 }

@@ -41,7 +41,7 @@ use crate::machine::native::map_entry;
 use crate::machine::DebugObjectBytes;
 use dlkm_linker::{
     Area, CopyRequest, ExternalKind, ExternalSymbol, Import, ImportSite, LinkedSymbols, Segment,
-    SegmentKind, SiteForm,
+    SegmentKind, SharedBytes, SiteForm,
 };
 
 /// The first bytes of every entry, and the version of its layout.
@@ -192,7 +192,8 @@ impl ImageCache {
         {
             return None;
         }
-        let (mut entry, debug_object) = decode(&map[HEADER_LEN..record_end], key)?;
+        let shared: SharedBytes = map.clone();
+        let (mut entry, debug_object) = decode(&shared, HEADER_LEN..record_end, key)?;
         entry.debug_object = debug_object.map(|range| {
             let range = HEADER_LEN + range.start..HEADER_LEN + range.end;
             Box::new(MappedBytes { map, range }) as DebugObjectBytes
@@ -342,9 +343,15 @@ fn encode(out: &mut Vec<u8>, key: &Key, entry: &Entry) {
     }
 }
 
-/// The entry in `record`, if it was made for `key` and reads back whole, and where in the
-/// record its debug object is.
-fn decode(record: &[u8], key: &Key) -> Option<(Entry, Option<Range<usize>>)> {
+/// The entry in the `record` range of `bytes`, if it was made for `key` and reads back whole,
+/// and where in the record its debug object is. Its symbol table stays in `bytes`.
+fn decode(
+    bytes: &SharedBytes,
+    record: Range<usize>,
+    key: &Key,
+) -> Option<(Entry, Option<Range<usize>>)> {
+    let all: &[u8] = (**bytes).as_ref();
+    let (whole, record) = (record.clone(), all.get(record)?);
     let mut i = Input(record);
     if i.str()? != env!("CARGO_PKG_VERSION") || i.str()? != key.config {
         return None;
@@ -436,8 +443,10 @@ fn decode(record: &[u8], key: &Key) -> Option<(Entry, Option<Range<usize>>)> {
             form,
         })
     })?;
-    let (symbols, rest) = LinkedSymbols::decode(i.0).ok()?;
-    i.0 = rest;
+    let symbols_at = whole.start + (record.len() - i.0.len());
+    let (symbols, end) =
+        LinkedSymbols::decode_shared(SharedBytes::clone(bytes), symbols_at..whole.end).ok()?;
+    i.0 = all.get(end..whole.end)?;
     let init_array = i.list(8, Input::u64)?;
     let fini_array = i.list(8, Input::u64)?;
     let [stubs_used, got_relaxed] = [i.u64()?, i.u64()?];
@@ -603,6 +612,11 @@ mod tests {
 
     /// A record reads back as written; cut short or garbled anywhere, it reads back as
     /// nothing or as an entry, never as a panic, and no count makes a huge allocation.
+    fn decode_record(record: &[u8], key: &Key) -> Option<(Entry, Option<Range<usize>>)> {
+        let bytes: SharedBytes = Arc::new(record.to_vec());
+        decode(&bytes, 0..record.len(), key)
+    }
+
     #[test]
     fn records_read_back_and_garbled_ones_never_panic() {
         let (record, stamp) = sqlite_record();
@@ -611,23 +625,29 @@ mod tests {
             master: None,
             config: "test",
         };
-        let (entry, debug) = decode(&record, &key).unwrap();
+        let (entry, debug) = decode_record(&record, &key).unwrap();
         assert!(entry.consistent());
         assert_eq!(&record[debug.unwrap()], &[1, 2, 3]);
         let other = Key {
             config: "another",
             ..key
         };
-        assert!(decode(&record, &other).is_none(), "made for another config");
+        assert!(
+            decode_record(&record, &other).is_none(),
+            "made for another config"
+        );
         // Every length in the first 4 KiB (where the fixed fields are), then a stride.
         for len in (0..4096).chain((4096..record.len()).step_by(509)) {
-            assert!(decode(&record[..len], &key).is_none(), "cut to {len}");
+            assert!(
+                decode_record(&record[..len], &key).is_none(),
+                "cut to {len}"
+            );
         }
         // Every field of the start (sizes, offsets, counts) at its largest.
         for at in 0..2048 {
             let mut garbled = record.clone();
             garbled[at..at + 8].fill(0xff);
-            if let Some((entry, _)) = decode(&garbled, &key) {
+            if let Some((entry, _)) = decode_record(&garbled, &key) {
                 let _ = entry.consistent();
             }
         }
@@ -640,7 +660,7 @@ mod tests {
             let at = (state % record.len() as u64) as usize;
             let mut garbled = record.clone();
             garbled[at] ^= (state >> 32) as u8 | 1;
-            if let Some((entry, _)) = decode(&garbled, &key) {
+            if let Some((entry, _)) = decode_record(&garbled, &key) {
                 let _ = entry.consistent();
             }
         }

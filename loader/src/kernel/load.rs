@@ -765,7 +765,7 @@ impl Kernel {
     pub(super) fn add_module(&self, state: &mut State, mut module: Module) {
         let id = module.info.id;
         // Grown once for all of them, not doubling as they go in.
-        state.exports.reserve(module.symbols.exported().count());
+        state.exports.reserve(module.symbols.exported().len());
         let owner: Arc<str> = module.info.name.as_str().into();
         for symbol in module.symbols.exported() {
             state.exports.insert(
