@@ -17,7 +17,8 @@
 //!
 //! Each program goes into a fresh [`Kernel::native`]. One load and unload of it into another
 //! kernel, dropped before the count starts, first takes the process's one-time allocations
-//! out of the figures. Only Rust's heap is counted: what C libraries allocate with `malloc`
+//! out of the figures. A second table does the same with an image cache
+//! ([`KernelOptions::image_cache`]), which the first of the two loads fills. Only Rust's heap is counted: what C libraries allocate with `malloc`
 //! themselves (libgcc's frame registration, the dynamic linker's `dlsym`) is not.
 //!
 //! ```text
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dlkm_linker::{LayoutOptions, Object};
-use dlkm_loader::{Kernel, ModuleInfo};
+use dlkm_loader::{Kernel, KernelOptions, ModuleInfo};
 
 const PROGRAMS: [&str; 3] = ["zlib.o", "lua.o", "sqlite.o"];
 
@@ -145,6 +146,27 @@ fn corpus(program: &str) -> PathBuf {
 }
 
 fn main() {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memory-image-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    for image_cache in [None, Some(cache)] {
+        match image_cache {
+            None => println!("Linked:\n"),
+            Some(_) => println!("\nFrom a filled image cache:\n"),
+        }
+        print_table(image_cache);
+    }
+}
+
+/// One row a program: each loaded into a fresh kernel with `image_cache`, after a warm-up
+/// load into another (which also fills the cache).
+fn print_table(image_cache: Option<PathBuf>) {
+    let kernel = || {
+        Kernel::native_with(KernelOptions {
+            image_cache: image_cache.clone(),
+            ..KernelOptions::default()
+        })
+        .expect("native kernel")
+    };
     println!(
         "| object | file | image | mapped | peak during load | held after load | held after unload |"
     );
@@ -154,12 +176,10 @@ fn main() {
         let file = std::fs::metadata(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .len();
-        {
-            let warm_up = Kernel::native().expect("native kernel");
-            measure(&warm_up, &path);
-        }
-        let kernel = Kernel::native().expect("native kernel");
+        measure(&kernel(), &path);
+        let kernel = kernel();
         let (heap, info) = measure(&kernel, &path);
+        assert_eq!(info.from_image_cache, image_cache.is_some(), "{program}");
         let mapped = mapped_size(&kernel, &path);
         println!(
             "| {program} | {} | {} | {} | {} | {} | {} |",
