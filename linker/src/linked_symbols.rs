@@ -581,14 +581,25 @@ mod tests {
         }
     }
 
+    /// A table over `.text` and `.data` of (name, exported, address, section index) rows.
+    fn table_of(rows: &[(&str, bool, u64, usize)]) -> LinkedSymbols {
+        let sections = vec![".text".into(), ".data".into()];
+        let mut builder = LinkedSymbolsBuilder::new(sections, rows.len(), 0);
+        for &(name, exported, address, section) in rows {
+            builder
+                .push(&symbol(name, exported), address, section)
+                .unwrap();
+        }
+        builder.finish()
+    }
+
     #[test]
     fn rows_read_back_as_pushed_and_sort_by_address_then_name() {
-        let sections = vec![".text".into(), ".data".into()];
-        let mut builder = LinkedSymbolsBuilder::new(sections, 3, 0);
-        builder.push(&symbol("zeta", false), 0x20, 0).unwrap();
-        builder.push(&symbol("export", true), 0x10, 1).unwrap();
-        builder.push(&symbol("alpha", false), 0x20, 0).unwrap();
-        let mut table = builder.finish();
+        let mut table = table_of(&[
+            ("zeta", false, 0x20, 0),
+            ("export", true, 0x10, 1),
+            ("alpha", false, 0x20, 0),
+        ]);
         let export = table.find("export").unwrap();
         assert_eq!(
             (export.address, export.section, export.exported),
@@ -607,11 +618,7 @@ mod tests {
 
     #[test]
     fn a_table_decodes_to_what_was_encoded_and_bad_bytes_are_refused() {
-        let sections = vec![".text".into(), ".data".into()];
-        let mut builder = LinkedSymbolsBuilder::new(sections, 2, 0);
-        builder.push(&symbol("zeta", false), 0x20, 0).unwrap();
-        builder.push(&symbol("export", true), 0x10, 1).unwrap();
-        let table = builder.finish();
+        let table = table_of(&[("zeta", false, 0x20, 0), ("export", true, 0x10, 1)]);
         let mut bytes = Vec::new();
         table.encode(&mut bytes);
         bytes.extend_from_slice(b"rest");
@@ -651,12 +658,26 @@ mod tests {
     }
 
     fn sample_table() -> LinkedSymbols {
-        let sections = vec![".text".into(), ".data".into()];
-        let mut builder = LinkedSymbolsBuilder::new(sections, 3, 0);
-        builder.push(&symbol("zeta", false), 0x30, 0).unwrap();
-        builder.push(&symbol("export", true), 0x10, 1).unwrap();
-        builder.push(&symbol("alpha", true), 0x20, 0).unwrap();
-        builder.finish()
+        table_of(&[
+            ("zeta", false, 0x30, 0),
+            ("export", true, 0x10, 1),
+            ("alpha", true, 0x20, 0),
+        ])
+    }
+
+    /// The table `before` holds, decoded shared, whose bytes then read as `after`.
+    fn decoded_then_changed(before: &[u8], after: Vec<u8>) -> LinkedSymbols {
+        let changing = Arc::new(Changing {
+            before: before.to_vec(),
+            after,
+            flipped: false.into(),
+        });
+        let shared: SharedBytes = changing.clone();
+        let (table, _) = LinkedSymbols::decode_shared(shared, 0..before.len()).unwrap();
+        changing
+            .flipped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        table
     }
 
     #[test]
@@ -702,16 +723,7 @@ mod tests {
             for value in [0, 1, 0x7f, 0xff] {
                 let mut after = before.clone();
                 after[at] = value;
-                let changing = Arc::new(Changing {
-                    before: before.clone(),
-                    after,
-                    flipped: false.into(),
-                });
-                let shared: SharedBytes = changing.clone();
-                let (mut table, _) = LinkedSymbols::decode_shared(shared, 0..before.len()).unwrap();
-                changing
-                    .flipped
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let mut table = decoded_then_changed(&before, after);
                 let _ = table.iter().count() + table.iter().rev().count();
                 let _ = table.exported().count();
                 let _ = (table.get(0), table.get(2), table.find("alpha"));
@@ -722,16 +734,7 @@ mod tests {
             }
         }
         // Bytes that shrink to nothing.
-        let changing = Arc::new(Changing {
-            before: before.clone(),
-            after: Vec::new(),
-            flipped: false.into(),
-        });
-        let shared: SharedBytes = changing.clone();
-        let (table, _) = LinkedSymbols::decode_shared(shared, 0..before.len()).unwrap();
-        changing
-            .flipped
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let table = decoded_then_changed(&before, Vec::new());
         assert_eq!(table.iter().count(), 0);
         assert_eq!(table.find("alpha"), None);
     }

@@ -21,22 +21,17 @@ impl Kernel {
         let Some(cache) = &self.image_cache else {
             return Ok(None);
         };
-        let stem = stem_of(path);
         let Some(object) = FileStamp::of(path) else {
             return Ok(None);
         };
         let config = self.cache_config();
-        let key = Key {
-            object,
-            master: FileStamp::of(&master_path(path, &stem)),
-            config: &config,
-        };
-        let Some(found) = cache.find(&key) else {
+        let Some(found) = cache.find(&key_for(path, object, &config)) else {
             return Ok(None);
         };
         let object_name = path.display().to_string();
         let modinfo = found.entry.modinfo.as_deref();
         // Metadata in error is reported by the ordinary load, with the object read.
+        let stem = stem_of(path);
         let Ok(metadata) = Self::metadata_from(&stem, &object_name, Some(path), modinfo) else {
             return Ok(None);
         };
@@ -213,13 +208,8 @@ impl Kernel {
         if !dlkm_linker::rebindable(object, layout) {
             return None;
         }
-        let stem = stem_of(path);
         let config = self.cache_config();
-        let key = Key {
-            object: stamp,
-            master: FileStamp::of(&master_path(path, &stem)),
-            config: &config,
-        };
+        let key = key_for(path, stamp, &config);
         let image = self.machine.read(output.base, layout.image_size).ok()?;
         let eh_frames: Vec<&[u8]> = layout
             .eh_frames
@@ -263,5 +253,14 @@ impl Kernel {
             self.options.host_symbols,
             self.options.copyable,
         )
+    }
+}
+
+/// The cache key of the object at `path`, read as `object` describes, under `config`.
+fn key_for<'c>(path: &Path, object: FileStamp, config: &'c str) -> Key<'c> {
+    Key {
+        object,
+        master: FileStamp::of(&master_path(path, &stem_of(path))),
+        config,
     }
 }

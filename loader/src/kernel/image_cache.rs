@@ -252,53 +252,36 @@ fn encode(out: &mut Vec<u8>, key: &Key, entry: &Entry) {
     let mut o = Output(out);
     o.str(env!("CARGO_PKG_VERSION"));
     o.str(key.config);
-    key.object.0.iter().for_each(|&v| o.u64(v as u64));
-    match key.master {
-        None => o.u64(0),
-        Some(stamp) => {
-            o.u64(1);
-            stamp.0.iter().for_each(|&v| o.u64(v as u64));
-        }
-    }
-    match &entry.modinfo {
-        None => o.u64(0),
-        Some(bytes) => {
-            o.u64(1);
-            o.bytes(bytes);
-        }
-    }
+    let stamp = |o: &mut Output, stamp: FileStamp| stamp.0.iter().for_each(|&v| o.u64(v as u64));
+    stamp(&mut o, key.object);
+    o.option(key.master, stamp);
+    o.option(entry.modinfo.as_deref(), Output::bytes);
     o.words(&[entry.base, entry.image_size, entry.mapped_size]);
-    o.u64(entry.segments.len() as u64);
-    for segment in &entry.segments {
+    o.list(&entry.segments, |o, segment| {
         let kind = match segment.kind {
             SegmentKind::Text => 0,
             SegmentKind::ReadOnly => 1,
             SegmentKind::Writable => 2,
         };
         o.words(&[kind, segment.offset, segment.size]);
-    }
-    o.u64(entry.eh_frames.len() as u64);
-    for area in &entry.eh_frames {
-        o.words(&[area.offset, area.size]);
-    }
+    });
+    o.list(&entry.eh_frames, |o, area| {
+        o.words(&[area.offset, area.size])
+    });
     o.u64(entry.line_table as u64);
-    o.u64(entry.copies.len() as u64);
-    for (copy, offset) in &entry.copies {
+    o.list(&entry.copies, |o, (copy, offset)| {
         o.str(&copy.name);
         o.words(&[copy.size, copy.align, *offset]);
-    }
-    o.u64(entry.sections.len() as u64);
-    for (name, offset, size) in &entry.sections {
+    });
+    o.list(&entry.sections, |o, (name, offset, size)| {
         o.str(name);
         o.words(&[*offset, *size]);
-    }
-    o.u64(entry.far_stubs.len() as u64);
-    for (offset, target) in &entry.far_stubs {
+    });
+    o.list(&entry.far_stubs, |o, (offset, target)| {
         o.u64(*offset);
         o.str(target);
-    }
-    o.u64(entry.imports.len() as u64);
-    for import in &entry.imports {
+    });
+    o.list(&entry.imports, |o, import| {
         o.str(&import.name);
         match import.symbol {
             None => o.u64(0),
@@ -311,36 +294,22 @@ fn encode(out: &mut Vec<u8>, key: &Key, entry: &Entry) {
                 o.words(&[kind, symbol.address, symbol.size]);
             }
         }
-    }
-    o.u64(entry.import_sites.len() as u64);
-    for site in &entry.import_sites {
+    });
+    o.list(&entry.import_sites, |o, site| {
         let (form, r_type, place) = match site.form {
             SiteForm::Stub => (0, 0, 0),
             SiteForm::GotSlot => (1, 0, 0),
             SiteForm::Reloc { r_type, place } => (2, r_type as u64, place),
         };
-        o.words(&[
-            form,
-            r_type,
-            place,
-            site.import as u64,
-            site.offset,
-            site.addend as u64,
-        ]);
-    }
+        let (import, addend) = (site.import as u64, site.addend as u64);
+        o.words(&[form, r_type, place, import, site.offset, addend]);
+    });
     entry.symbols.encode(o.0);
-    o.u64(entry.init_array.len() as u64);
-    entry.init_array.iter().for_each(|&a| o.u64(a));
-    o.u64(entry.fini_array.len() as u64);
-    entry.fini_array.iter().for_each(|&a| o.u64(a));
+    o.list(&entry.init_array, |o, &address| o.u64(address));
+    o.list(&entry.fini_array, |o, &address| o.u64(address));
     o.words(&[entry.stubs_used, entry.got_relaxed]);
-    match &entry.debug_object {
-        None => o.u64(0),
-        Some(bytes) => {
-            o.u64(1);
-            o.bytes((**bytes).as_ref());
-        }
-    }
+    let debug_object = entry.debug_object.as_ref().map(|bytes| (**bytes).as_ref());
+    o.option(debug_object, Output::bytes);
 }
 
 /// The entry in the `record` range of `bytes`, if it was made for `key` and reads back whole,
@@ -351,7 +320,7 @@ fn decode(
     key: &Key,
 ) -> Option<(Entry, Option<Range<usize>>)> {
     let all: &[u8] = (**bytes).as_ref();
-    let (whole, record) = (record.clone(), all.get(record)?);
+    let (range, record) = (record.clone(), all.get(record)?);
     let mut i = Input(record);
     if i.str()? != env!("CARGO_PKG_VERSION") || i.str()? != key.config {
         return None;
@@ -366,17 +335,10 @@ fn decode(
     if stamp(&mut i)? != key.object {
         return None;
     }
-    let master = match i.u64()? {
-        0 => None,
-        _ => Some(stamp(&mut i)?),
-    };
-    if master != key.master {
+    if i.option(stamp)? != key.master {
         return None;
     }
-    let modinfo = match i.u64()? {
-        0 => None,
-        _ => Some(i.bytes()?.to_vec()),
-    };
+    let modinfo = i.option(|i| Some(i.bytes()?.to_vec()))?;
     let [base, image_size, mapped_size] = [i.u64()?, i.u64()?, i.u64()?];
     let segments = i.list(24, |i| {
         let kind = match i.u64()? {
@@ -443,21 +405,18 @@ fn decode(
             form,
         })
     })?;
-    let symbols_at = whole.start + (record.len() - i.0.len());
+    let symbols_at = range.start + (record.len() - i.0.len());
     let (symbols, end) =
-        LinkedSymbols::decode_shared(SharedBytes::clone(bytes), symbols_at..whole.end).ok()?;
-    i.0 = all.get(end..whole.end)?;
+        LinkedSymbols::decode_shared(SharedBytes::clone(bytes), symbols_at..range.end).ok()?;
+    i.0 = all.get(end..range.end)?;
     let init_array = i.list(8, Input::u64)?;
     let fini_array = i.list(8, Input::u64)?;
     let [stubs_used, got_relaxed] = [i.u64()?, i.u64()?];
-    let debug_object = match i.u64()? {
-        0 => None,
-        _ => {
-            let bytes = i.bytes()?;
-            let start = bytes.as_ptr() as usize - record.as_ptr() as usize;
-            Some(start..start + bytes.len())
-        }
-    };
+    let debug_object = i.option(|i| {
+        let bytes = i.bytes()?;
+        let start = bytes.as_ptr() as usize - record.as_ptr() as usize;
+        Some(start..start + bytes.len())
+    })?;
     let entry = Entry {
         modinfo,
         base,
@@ -513,6 +472,20 @@ impl Output<'_> {
     fn str(&mut self, text: &str) {
         self.bytes(text.as_bytes());
     }
+
+    /// A count, then each item: what [`Input::list`] reads.
+    fn list<T>(&mut self, items: &[T], mut item: impl FnMut(&mut Self, &T)) {
+        self.u64(items.len() as u64);
+        items.iter().for_each(|value| item(self, value));
+    }
+
+    /// 0 for none, else 1 and the value: what [`Input::option`] reads.
+    fn option<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Self, T)) {
+        self.u64(value.is_some() as u64);
+        if let Some(value) = value {
+            write(self, value);
+        }
+    }
 }
 
 /// A record being read; `None` for anything short or malformed, which makes the entry unused.
@@ -536,6 +509,14 @@ impl<'a> Input<'a> {
 
     fn str(&mut self) -> Option<&'a str> {
         std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// 0 for none, else 1 and what `value` reads: `None` if that fails.
+    fn option<T>(&mut self, value: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        match self.u64()? {
+            0 => Some(None),
+            _ => value(self).map(Some),
+        }
     }
 
     /// A counted list of items of at least `item_bytes` each: a corrupt count fails before
